@@ -1,0 +1,41 @@
+"""Shared fixtures: small generated RadioML-layout files (session-scoped, generated once)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from radioml.synthetic import write_synthetic
+
+
+@pytest.fixture(scope="session")
+def small_file(tmp_path_factory):
+    """24 classes x 26 SNRs x 8 frames = 4,992 frames (about 40 MB)."""
+    return write_synthetic(tmp_path_factory.mktemp("data") / "small.hdf5", frames_per_snr=8, seed=1, progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_file(tmp_path_factory):
+    """24 x 26 x 4 frames: enough for training-loop tests."""
+    return write_synthetic(tmp_path_factory.mktemp("data") / "tiny.hdf5", frames_per_snr=4, seed=2, progress=False)
+
+
+def write_layout(path, n_per_block=2, x_dtype="<f4", mutate=None):
+    """A RadioML-layout file of random frames; `mutate(arrays)` may break it before writing."""
+    import h5py
+
+    from radioml.classes import CLASSES, SNRS_DB
+
+    nc, ns = len(CLASSES), len(SNRS_DB)
+    n = nc * ns * n_per_block
+    arrays = {
+        "X": np.random.default_rng(0).standard_normal((n, 1024, 2)).astype(x_dtype),
+        "Y": np.eye(nc, dtype=np.int64)[np.repeat(np.arange(nc), ns * n_per_block)],
+        "Z": np.tile(np.repeat(np.array(SNRS_DB), n_per_block), nc)[:, None].astype(np.int64),
+    }
+    if mutate:
+        mutate(arrays)
+    with h5py.File(path, "w") as f:
+        for k, v in arrays.items():
+            if v is not None:
+                f.create_dataset(k, data=v)
+    return path

@@ -1,0 +1,166 @@
+"""The torch-free reader: layout checks, frame access paths, the cache, bad input."""
+import os
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+
+from radioml.batches import iter_batches, prefetch
+from radioml.classes import CLASSES, SNRS_DB
+from radioml.dataset import DatasetError, RadioMLFile, build_cache
+
+from .conftest import write_layout
+
+
+def test_reads_generated_file(small_file):
+    with RadioMLFile(small_file) as ds:
+        assert ds.layout.block == 8 and ds.n_frames == 24 * 26 * 8
+        assert ds.frames.kind == "memmap"
+        np.testing.assert_array_equal(np.bincount(ds.labels), [26 * 8] * 24)
+        assert sorted(set(ds.snrs.tolist())) == list(SNRS_DB)
+        idx = np.array([4000, 3, 17, 3])
+        with h5py.File(small_file) as f:
+            np.testing.assert_array_equal(ds.read(idx), f["X"][:][idx])
+
+
+def test_split_sizes(small_file):
+    with RadioMLFile(small_file) as ds:
+        sp = ds.split(val_fraction=0.2)
+    assert len(sp.test) == 624 * 1 and len(sp.val) == 624 * 2 and len(sp.train) == 624 * 5
+
+
+def test_hdf5_path_and_cache_agree(small_file, tmp_path):
+    chunked = tmp_path / "chunked.hdf5"
+    with h5py.File(small_file) as src, h5py.File(chunked, "w") as dst:
+        dst.create_dataset("X", data=src["X"][:], chunks=(64, 1024, 2), compression="gzip", compression_opts=1)
+        dst.create_dataset("Y", data=src["Y"][:])
+        dst.create_dataset("Z", data=src["Z"][:])
+        ref = src["X"][:]
+    idx = np.sort(np.random.default_rng(0).choice(len(ref), 700, replace=False))
+    with RadioMLFile(chunked) as ds:
+        assert ds.frames.kind == "hdf5"
+        np.testing.assert_array_equal(ds.frames.read(idx), ref[idx])
+    with RadioMLFile(chunked, cache_dir=tmp_path / "cache") as ds:
+        assert ds.frames.kind == "memmap"
+        np.testing.assert_array_equal(ds.frames.read(idx), ref[idx])
+        cache = build_cache(ds, tmp_path / "cache")
+        mtime = cache.stat().st_mtime_ns
+    with RadioMLFile(chunked, cache_dir=tmp_path / "cache"):
+        assert cache.stat().st_mtime_ns == mtime  # reused, not rebuilt
+
+
+def test_shuffled_batches_cover_split_once_and_are_deterministic(small_file):
+    with RadioMLFile(small_file) as ds:
+        sp = ds.split()
+        runs = [[b.idx for b in iter_batches(ds, sp.train, 256, shuffle=True, seed=3, epoch=e, buffer_frames=1024)]
+                for e in (0, 0, 1)]
+        got = np.concatenate(runs[0])
+        np.testing.assert_array_equal(np.sort(got), sp.train)
+        assert all(len(i) == 256 for i in runs[0][:-1])
+        np.testing.assert_array_equal(got, np.concatenate(runs[1]))
+        assert not np.array_equal(got, np.concatenate(runs[2]))
+        # a batch mixes many classes, not one (class, SNR) block
+        b = next(iter_batches(ds, sp.train, 256, shuffle=True, seed=3, buffer_frames=1024))
+        assert len(set(b.y.tolist())) >= 12
+        np.testing.assert_array_equal(b.y, ds.labels[b.idx])
+        np.testing.assert_array_equal(b.x, ds.read(b.idx).transpose(0, 2, 1))
+
+
+def test_prefetch_propagates_errors():
+    def gen():
+        yield 1
+        raise RuntimeError("boom")
+
+    it = prefetch(gen(), 2)
+    assert next(it) == 1
+    with pytest.raises(RuntimeError, match="boom"):
+        next(it)
+
+
+def _broken(tmp_path, name, mutate=None, **kw):
+    return write_layout(tmp_path / name, mutate=mutate, **kw)
+
+
+def _bad_cases(tmp_path):
+    def drop(key):
+        return lambda a: a.__setitem__(key, None)
+
+    def not_one_hot(a):
+        a["Y"][5, :] = 0
+
+    def two_hot(a):
+        a["Y"][7, 3] = 1
+
+    def off_grid(a):
+        a["Z"][9, 0] = 3
+
+    def out_of_order(a):
+        a["Y"][[0, -1]] = a["Y"][[-1, 0]]
+
+    def short_x(a):
+        a["X"] = a["X"][:, :512]
+
+    def z_flat(a):
+        a["Z"] = a["Z"][:, 0]
+
+    notes = tmp_path / "notes.hdf5"
+    notes.write_text("this is not HDF5")
+    trunc = _broken(tmp_path, "trunc.hdf5")
+    with open(trunc, "r+b") as fh:
+        fh.truncate(os.path.getsize(trunc) // 2)
+    uneven = tmp_path / "uneven.hdf5"
+    with h5py.File(uneven, "w") as f:
+        f["X"] = np.zeros((10, 1024, 2), np.float32)
+        f["Y"] = np.eye(24)[np.zeros(10, int)]
+        f["Z"] = np.zeros((10, 1), int)
+    return [
+        (tmp_path / "missing.hdf5", "no such file"),
+        (notes, "not a readable HDF5 file"),
+        (trunc, "truncated or corrupt"),
+        (_broken(tmp_path, "noy.hdf5", drop("Y")), "missing dataset 'Y'"),
+        (_broken(tmp_path, "short.hdf5", short_x), "X has shape"),
+        (_broken(tmp_path, "f64.hdf5", x_dtype="<f8"), "X has dtype float64"),
+        (_broken(tmp_path, "zflat.hdf5", z_flat), "Z has shape"),
+        (_broken(tmp_path, "zero.hdf5", not_one_hot), "Y row 5 is not one-hot"),
+        (_broken(tmp_path, "two.hdf5", two_hot), "Y row 7 is not one-hot"),
+        (_broken(tmp_path, "grid.hdf5", off_grid), "Z row 9 is 3 dB"),
+        (_broken(tmp_path, "order.hdf5", out_of_order), "not ordered by class, then SNR"),
+        (uneven, "not a positive multiple"),
+    ]
+
+
+def test_bad_input_gives_one_clear_error_and_writes_nothing(tmp_path):
+    cases = _bad_cases(tmp_path)
+    before = sorted(os.listdir(tmp_path))
+    for path, problem in cases:
+        with pytest.raises(DatasetError) as e:
+            RadioMLFile(path, cache_dir=tmp_path / "cache")
+        msg = str(e.value)
+        assert msg.startswith(str(path)) and problem in msg, msg
+        assert "\n" not in msg
+    assert sorted(os.listdir(tmp_path)) == before  # no cache dir, no temp files
+
+
+@pytest.mark.slow
+def test_batch_iterator_memory_is_bounded(tmp_path):
+    """Iterating a 650 MB file in shuffled batches of 1024 stays far below the file size in RSS."""
+    from radioml.synthetic import write_synthetic
+
+    path = write_synthetic(tmp_path / "big.hdf5", frames_per_snr=128, seed=5, progress=False)
+    code = (
+        "import resource, numpy as np\n"
+        "from radioml.dataset import RadioMLFile\n"
+        "from radioml.batches import iter_batches\n"
+        f"ds = RadioMLFile({str(path)!r})\n"
+        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "n = sum(len(b.y) for b in iter_batches(ds, ds.split().train, 1024, shuffle=True, buffer_frames=8192))\n"
+        "print(n, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) // 1024)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": os.getcwd()}).stdout.split()
+    frames, grown_mb = int(out[0]), int(out[1])
+    assert frames == 24 * 26 * (128 - 13)
+    assert os.path.getsize(path) > 600e6
+    assert grown_mb < 250, f"RSS grew by {grown_mb} MB"

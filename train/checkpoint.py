@@ -1,0 +1,94 @@
+"""Checkpoints and in-memory snapshots of a training run, written atomically.
+
+A checkpoint is one file holding everything a resumed run needs to continue
+bit for bit: model (with pruning masks), optimizer, LR scheduler, pruning
+scheduler, RNG state, history, and the last model that met the accuracy floor.
+It contains only tensors and plain containers, so it loads with
+torch.load(weights_only=True).
+
+Brevitas keeps two things outside the state dict: the step counter of its
+activation-scale statistics collection and the running statistics buffer.
+Loading a state dict ends that collection early, so a run resumed during its
+first steps would diverge; `quant_state` saves both and `restore` puts them back.
+"""
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+FORMAT = "amc-fmp-checkpoint/1"
+
+
+def quant_state(model: nn.Module) -> dict:
+    """Brevitas statistics-collection state outside the state dict, by module name."""
+    out = {}
+    for name, mod in model.named_modules():
+        if hasattr(mod, "collect_stats_steps") and hasattr(mod, "counter"):
+            entry = {"counter": int(mod.counter)}
+            if isinstance(getattr(mod, "buffer", None), torch.Tensor):
+                entry["buffer"] = mod.buffer.detach().clone()
+            if isinstance(getattr(mod, "value", None), torch.Tensor):
+                entry["value"] = mod.value.detach().clone()
+            out[name] = entry
+    return out
+
+
+def _restore_quant_state(model: nn.Module, state: dict) -> None:
+    mods = dict(model.named_modules())
+    for name, entry in state.items():
+        mod = mods[name]
+        mod.counter = entry["counter"]
+        with torch.no_grad():
+            if "buffer" in entry:
+                mod.buffer.copy_(entry["buffer"])
+            if "value" in entry:
+                mod.value.copy_(entry["value"])
+
+
+def snapshot(model: nn.Module, optimizer, lr_scheduler) -> dict:
+    """A deep copy of the training state (for the last-good model and rollbacks)."""
+    return {
+        "model": {k: v.detach().clone() for k, v in model.state_dict().items()},
+        "quant": quant_state(model),
+        "optimizer": copy.deepcopy(optimizer.state_dict()),
+        "lr_scheduler": copy.deepcopy(lr_scheduler.state_dict()),
+    }
+
+
+def restore(snap: dict, model: nn.Module, optimizer, lr_scheduler) -> None:
+    """Load a snapshot in place: the optimizer keeps pointing at the model's own parameters."""
+    model.load_state_dict(snap["model"])
+    _restore_quant_state(model, snap["quant"])
+    optimizer.load_state_dict(snap["optimizer"])
+    lr_scheduler.load_state_dict(snap["lr_scheduler"])
+
+
+def atomic_save(obj, path: Path) -> None:
+    """torch.save to a temporary file in the same directory, fsync, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def load_checkpoint(path: Path, map_location="cpu") -> dict:
+    """A checkpoint of ours, loaded with weights_only=True; a clear error for anything else."""
+    try:
+        ck = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - unpickling errors come in many types
+        raise ValueError(f"{path}: not a readable checkpoint ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    if not isinstance(ck, dict) or ck.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a checkpoint of this toolchain (expected format {FORMAT!r})")
+    return ck

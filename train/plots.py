@@ -1,0 +1,89 @@
+"""PNG figures of a run, like the FMP paper's Figs. 2-4, and the pruning trajectory."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def _save(fig, path: Path):
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def plot_confusion(m: dict, path: Path):
+    conf = np.array(m["confusion"], float)
+    norm = conf / np.maximum(conf.sum(1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(9, 8))
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(m["classes"])), m["classes"], rotation=90)
+    ax.set_yticks(range(len(m["classes"])), m["classes"])
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"Confusion matrix, all SNRs (accuracy {m['accuracy']:.3f})")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    _save(fig, path)
+
+
+def plot_accuracy_vs_snr(m: dict, path: Path):
+    snr = [int(s) for s in m["accuracy_per_snr"]]
+    acc = list(m["accuracy_per_snr"].values())
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(snr, acc, "o-")
+    ax.set_xlabel("SNR (dB)")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.set_title(f"Accuracy vs SNR ({m.get('strategy', '')}, overall {m['accuracy']:.3f})")
+    _save(fig, path)
+
+
+def plot_class_accuracy_vs_snr(m: dict, path: Path):
+    fig, ax = plt.subplots(figsize=(10, 6))
+    cmap = plt.get_cmap("tab20")
+    for i, (cls, per) in enumerate(m["accuracy_per_class_snr"].items()):
+        ax.plot([int(s) for s in per], list(per.values()), ls="-" if i < 12 else "--",
+                color=cmap(i % 20), label=cls)
+    ax.set_xlabel("SNR (dB)")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(ncol=2, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    ax.set_title("Accuracy per modulation vs SNR")
+    _save(fig, path)
+
+
+def plot_trajectory(runs: dict, path: Path):
+    """Cost, accuracy and eta of each model that met the floor, by pruning step; one line per strategy."""
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    for name, m in runs.items():
+        r = m.get("rounds", [])
+        if not r:
+            continue
+        x = [rec["prunes"] for rec in r]
+        if "cost" in r[0]:
+            axes[0].plot(x, [rec["cost"] for rec in r], "o-", label=name)
+        axes[1].plot(x, [rec["accuracy"] for rec in r], "o-", label=name)
+        axes[2].semilogy(x, [rec["eta_measured"] for rec in r], "o-", label=name)
+        if m.get("floor") is not None:
+            axes[1].axhline(m["floor"], color="gray", ls=":", lw=1)
+    for ax, t in zip(axes, ("challenge cost", "feedback accuracy", "eta (weights / kept weights)")):
+        ax.set_xlabel("pruning steps in the model")
+        ax.set_title(t)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    _save(fig, path)
+
+
+def plot_run(m: dict, run_dir: Path):
+    run_dir = Path(run_dir)
+    plot_confusion(m, run_dir / "confusion.png")
+    plot_accuracy_vs_snr(m, run_dir / "accuracy_vs_snr.png")
+    plot_class_accuracy_vs_snr(m, run_dir / "accuracy_per_class_vs_snr.png")
+    plot_trajectory({m.get("strategy", "run"): m}, run_dir / "trajectory.png")

@@ -1,0 +1,154 @@
+"""Pruning-rate schedulers: Feedback Magnitude Pruning (FMP) and Iterative Magnitude Pruning (IMP).
+
+Like torch's LR schedulers, a scheduler is stepped once per epoch, here with
+the feedback (the accuracy just measured against the criterion), and answers
+with an Action for the training loop:
+
+  keep      train another epoch
+  prune     the model met the floor: save it as the last good model, prune by `amount`
+  rollback  the round's epochs ran out below the floor: reload the last good model
+  stop      done; the final model is the last good one (or the current one, for
+            the no-pruning baseline)
+
+`met_floor` on the Action tells the loop to snapshot the model as the last good
+one. The schedulers hold only numbers, so their state_dict() is checkpointable.
+Paper: Krzyston et al., "Neural network compression with feedback magnitude
+pruning for automatic modulation classification" (Algorithms 1 and 2).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: str  # keep | prune | rollback | stop
+    amount: float = 0.0  # pruning rate, for prune
+    met_floor: bool = False
+    final: str = "last_good"  # for stop: last_good | current
+    reason: str = ""
+
+
+class PruningScheduler:
+    """Common state: the floor, the epoch budget per round, counters."""
+
+    def __init__(self, floor: float, epochs_per_round: int, max_rounds: int = 100):
+        self.floor = floor
+        self.epochs_per_round = epochs_per_round
+        self.max_rounds = max_rounds
+        self.epoch_in_round = 0  # epochs since the last prune or rollback
+        self.prunes = 0  # pruning steps taken, rolled-back ones included
+        self.has_good = False  # some model met the floor
+        self.done = False
+
+    def step(self, accuracy: float) -> Action:
+        if self.done:
+            raise RuntimeError("scheduler already stopped")
+        self.epoch_in_round += 1
+        action = self._decide(accuracy)
+        if action.met_floor:
+            self.has_good = True
+        if action.kind == "prune":
+            self.prunes += 1
+            if self.prunes > self.max_rounds:
+                action = Action("stop", met_floor=True, reason=f"reached max_rounds={self.max_rounds}")
+                self.prunes -= 1
+        if action.kind in ("prune", "rollback"):
+            self.epoch_in_round = 0
+        self.done = action.kind == "stop"
+        return action
+
+    def _decide(self, accuracy: float) -> Action:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def rate(self) -> float:
+        return 0.0
+
+    def state_dict(self) -> dict:
+        return {k: v for k, v in vars(self).items()}
+
+    def load_state_dict(self, state: dict) -> None:
+        for k, v in state.items():
+            if not hasattr(self, k):
+                raise KeyError(f"unexpected scheduler state {k!r}")
+            setattr(self, k, v)
+
+
+class NoPruning(PruningScheduler):
+    """Train the dense model for one round's epochs; the final model is the last epoch's."""
+
+    def _decide(self, accuracy):
+        met = accuracy >= self.floor
+        if self.epoch_in_round >= self.epochs_per_round:
+            return Action("stop", met_floor=met, final="current", reason="epoch budget used")
+        return Action("keep", met_floor=met)
+
+
+class IMP(PruningScheduler):
+    """Algorithm 1: fixed rate p. With the accuracy criterion (default), prune as soon as
+    an epoch meets the floor and stop when a round's epochs end below it; with
+    converge=True (Table 1's "Normal IMP"), every round trains all its epochs and the
+    last epoch's accuracy decides."""
+
+    def __init__(self, floor, epochs_per_round, p: float = 0.2, converge: bool = False, max_rounds: int = 100):
+        super().__init__(floor, epochs_per_round, max_rounds)
+        self.p = p
+        self.converge = converge
+
+    @property
+    def rate(self):
+        return self.p
+
+    def _decide(self, accuracy):
+        met = accuracy >= self.floor
+        end = self.epoch_in_round >= self.epochs_per_round
+        if self.converge and not end:
+            return Action("keep")
+        if met:
+            return Action("prune", amount=self.p, met_floor=True)
+        if end:
+            return Action("stop", reason="round ended below the floor")
+        return Action("keep")
+
+
+class FMP(PruningScheduler):
+    """Algorithm 2: p starts at p0; meeting the floor prunes by p and restarts the epoch
+    count; a round that ends below the floor divides p by `divisor` and rolls back to
+    the last model that met the floor; stop once p < p_min."""
+
+    def __init__(self, floor, epochs_per_round, p0: float = 0.2, divisor: float = 2.0,
+                 p_min: float = 0.05, max_rounds: int = 100):
+        super().__init__(floor, epochs_per_round, max_rounds)
+        self.p = p0
+        self.divisor = divisor
+        self.p_min = p_min
+
+    @property
+    def rate(self):
+        return self.p
+
+    def _decide(self, accuracy):
+        if accuracy >= self.floor:
+            return Action("prune", amount=self.p, met_floor=True)
+        if self.epoch_in_round < self.epochs_per_round:
+            return Action("keep")
+        self.p /= self.divisor
+        if self.p < self.p_min:
+            return Action("stop", reason=f"p = {self.p:g} < p_min = {self.p_min:g}")
+        if not self.has_good:  # nothing to roll back to: keep training at the smaller rate
+            self.epoch_in_round = 0
+            return Action("keep", reason="no model met the floor yet; p decayed")
+        return Action("rollback", reason=f"round ended below the floor; p -> {self.p:g}")
+
+
+def make_scheduler(strategy: str, prune_cfg, epochs_per_round: int) -> PruningScheduler:
+    """The scheduler named by a PruneConfig."""
+    c = prune_cfg
+    if strategy == "none":
+        return NoPruning(c.floor, epochs_per_round, c.max_rounds)
+    if strategy in ("imp", "imp-converge"):
+        return IMP(c.floor, epochs_per_round, c.p0, strategy == "imp-converge", c.max_rounds)
+    if strategy == "fmp":
+        return FMP(c.floor, epochs_per_round, c.p0, c.divisor, c.p_min, c.max_rounds)
+    raise ValueError(f"unknown pruning strategy {strategy!r}")
