@@ -13,6 +13,7 @@ first steps would diverge; `quant_state` saves both and `restore` puts them back
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 from pathlib import Path
@@ -37,7 +38,7 @@ def quant_state(model: nn.Module) -> dict:
     return out
 
 
-def _restore_quant_state(model: nn.Module, state: dict) -> None:
+def restore_quant_state(model: nn.Module, state: dict) -> None:
     mods = dict(model.named_modules())
     for name, entry in state.items():
         mod = mods[name]
@@ -59,10 +60,26 @@ def snapshot(model: nn.Module, optimizer, lr_scheduler) -> dict:
     }
 
 
+@contextlib.contextmanager
+def in_place_loading():
+    """Brevitas re-creates its quantisers (and their scale Parameters) on state-dict load by
+    default, which would leave an existing optimizer updating orphaned tensors: the very bug
+    of the FMP authors' rollback. Load in place instead."""
+    from brevitas import config
+
+    old = config.REINIT_ON_STATE_DICT_LOAD
+    config.REINIT_ON_STATE_DICT_LOAD = False
+    try:
+        yield
+    finally:
+        config.REINIT_ON_STATE_DICT_LOAD = old
+
+
 def restore(snap: dict, model: nn.Module, optimizer, lr_scheduler) -> None:
     """Load a snapshot in place: the optimizer keeps pointing at the model's own parameters."""
-    model.load_state_dict(snap["model"])
-    _restore_quant_state(model, snap["quant"])
+    with in_place_loading():
+        model.load_state_dict(snap["model"])
+    restore_quant_state(model, snap["quant"])
     optimizer.load_state_dict(snap["optimizer"])
     lr_scheduler.load_state_dict(snap["lr_scheduler"])
 

@@ -60,6 +60,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     prune: PruneConfig = field(default_factory=PruneConfig)
     seed: int = 0
+    init_from: typing.Optional[str] = None  # start from the model of another run dir (e.g. a dense pretrain)
     run_dir: str = "runs/fmp"
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int = 0  # torch CPU threads; 0 = torch's default

@@ -228,6 +228,12 @@ def train(cfg: TrainConfig) -> Path:
         last_good = ck["last_good"]
         torch.set_rng_state(ck["rng"])
         log.info(f"resumed {ck_path} at epoch {state.epoch}")
+    elif cfg.init_from:
+        start = ckpt.load_checkpoint(Path(cfg.init_from) / "checkpoint.pt")
+        with ckpt.in_place_loading():
+            model.load_state_dict(start["current"]["model"])
+        ckpt.restore_quant_state(model, start["current"]["quant"])
+        log.info(f"starting from the model of {cfg.init_from} (epoch {start['state']['epoch']})")
     net = model
     if d.world > 1:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)

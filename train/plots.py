@@ -77,7 +77,8 @@ def plot_trajectory(runs: dict, path: Path):
         ax.set_xlabel("pruning steps in the model")
         ax.set_title(t)
         ax.grid(alpha=0.3)
-        ax.legend()
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
     _save(fig, path)
 
 

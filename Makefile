@@ -1,0 +1,39 @@
+# Two commands on a fresh machine (Python 3.11):
+#   make demo   the main job end to end on a generated synthetic RadioML-format dataset
+#   make test   the test suite
+# Both create (or reuse) the virtual environment in .venv first.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+DATA   := data/synthetic.hdf5
+DEMO   := runs/demo
+export PYTHONPATH := $(CURDIR)
+
+.PHONY: env demo test bench clean-demo
+
+env: $(STAMP)
+
+$(STAMP): requirements.txt requirements-finn.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -r requirements-finn.txt
+	touch $(STAMP)
+
+$(DATA): | $(STAMP)
+	$(PY) -m radioml.synthetic --out $(DATA) --frames-per-snr 64 --seed 0
+
+demo: $(STAMP) $(DATA)
+	$(PY) -m train.compare --config configs/demo.json --out $(DEMO) --pretrain-epochs 3 --floor-relative 0.95
+	$(PY) -m train.report $(DEMO)/fmp
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) -m benchmarks.reader_vs_sandbox
+	$(PY) -m benchmarks.train_throughput
+
+clean-demo:
+	rm -rf $(DEMO)

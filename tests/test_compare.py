@@ -1,0 +1,44 @@
+"""`python -m train.compare` and `python -m train.report` on a tiny file."""
+import json
+import os
+import subprocess
+import sys
+
+from train.compare import table
+
+
+def test_compare_prints_table_for_both_strategies(tmp_path, tiny_file):
+    out = tmp_path / "cmp"
+    cmd = [sys.executable, "-m", "train.compare", "--out", str(out), "--pretrain-epochs", "1",
+           "--floor-relative", "0.5", "--data.path", str(tiny_file), "--model.conv_filters", "8",
+           "--model.dense_units", "16", "--optim.batch_size", "128", "--data.val_fraction", "0.3",
+           "--optim.epochs_per_round", "1", "--prune.max_rounds", "2", "--threads", "1"]
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads((out / "compare.json").read_text())
+    assert [row["strategy"] for row in res["rows"]] == ["dense (start)", "imp", "fmp"]
+    dense = res["rows"][0]
+    assert dense["steps_all"] == 0 and dense["eta_measured"] == 1.0
+    for row in res["rows"][1:]:
+        assert row["feedback_split"] == "val"
+        assert row["steps_kept"] <= row["steps_all"] <= 2
+        if row["steps_kept"]:
+            assert row["cost"] < dense["cost"] and row["eta_measured"] > 1
+    for line in ("strategy", "dense (start)", "imp", "fmp", "eta meas."):
+        assert line in r.stdout
+    assert (out / "trajectory.png").stat().st_size > 5000
+    rep = subprocess.run([sys.executable, "-m", "train.report", str(out / "fmp")], env=env,
+                         capture_output=True, text=True, check=True).stdout
+    assert "test accuracy" in rep and "challenge cost" in rep and "accuracy per SNR" in rep
+    bad = subprocess.run([sys.executable, "-m", "train.report", str(tmp_path / "nope")], env=env,
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "cannot read run metrics" in bad.stderr
+
+
+def test_table_layout():
+    row = {"strategy": "fmp", "bits": "4/4/4", "steps_kept": 3, "steps_all": 5, "eta_measured": 1.95,
+           "eta_eq3_all": 2.5, "bops_pct": 12.3456, "weight_bits_pct": 20.0, "cost": 0.1617,
+           "accuracy": 0.5, "feedback_accuracy": 0.55}
+    t = table([row]).splitlines()
+    assert len(t) == 3 and "3/5" in t[2] and "0.1617" in t[2] and "12.346" in t[2]

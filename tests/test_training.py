@@ -1,0 +1,124 @@
+"""The training loop on a tiny generated file: FMP run, rollback, resume after a kill, outputs."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from train import checkpoint as ckpt
+from train.masks import init_masks, prune_by
+from train.model import ModelConfig, build_vgg10, prunable_layers
+
+SMALL = ["--model.conv_filters", "8", "--model.dense_units", "16", "--optim.batch_size", "128",
+         "--data.val_fraction", "0.3", "--threads", "1"]
+
+
+def run_train(tmp_path, run_dir, data, *extra, check=True, wait=True):
+    cmd = [sys.executable, "-m", "train", "--data.path", str(data), "--run_dir", str(run_dir), *SMALL, *extra]
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    if not wait:
+        return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, check=check, timeout=600)
+
+
+def load_model(run_dir):
+    return torch.load(run_dir / "model.pt", weights_only=True)
+
+
+def test_rollback_leaves_optimizer_on_the_reloaded_weights():
+    """The FMP authors' script kept Adam on the old parameters after reloading: only BN moved."""
+    torch.manual_seed(0)
+    model = init_masks(build_vgg10(ModelConfig(4, 4, 4, conv_filters=8, dense_units=16)))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt)
+    x, y = torch.randn(16, 2, 1024), torch.randint(0, 24, (16,))
+
+    def step():
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+
+    step()
+    good = ckpt.snapshot(model, opt, sched)
+    prune_by(model, 0.5)
+    step()
+    step()
+    ckpt.restore(good, model, opt, sched)
+    conv = prunable_layers(model)[1][0]
+    assert torch.equal(conv.weight_orig, good["model"]["5.weight_orig"])
+    assert torch.equal(conv.weight_mask, good["model"]["5.weight_mask"])  # the later pruning is undone
+    assert {id(p) for g in opt.param_groups for p in g["params"]} == {id(p) for p in model.parameters()}
+    before = conv.weight_orig.detach().clone()
+    step()
+    assert not torch.equal(before, conv.weight_orig), "optimizer no longer updates the reloaded conv weights"
+
+
+def test_fmp_run_writes_model_metrics_plots(tmp_path, tiny_file):
+    run = tmp_path / "fmp"
+    r = run_train(tmp_path, run, tiny_file, "--prune.strategy", "fmp", "--prune.floor", "0",
+                  "--prune.max_rounds", "3", "--optim.epochs_per_round", "2")
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["strategy"] == "fmp" and m["feedback_split"] == "val" and m["met_floor"]
+    assert m["pruning_steps_kept"] == 3 and m["epochs"] == 4
+    assert m["weights_kept"] == pytest.approx(m["weights"] * 0.8 ** 3, abs=2)
+    assert m["eta_measured"] == pytest.approx(1 / 0.8 ** 3, rel=1e-3)
+    assert m["eta_eq3_all_rounds"] == pytest.approx(1 / 0.8 ** 3)
+    assert m["frames"] == 624 and 0 <= m["accuracy"] <= 1
+    assert len(m["accuracy_per_snr"]) == 26 and len(m["confusion"]) == 24
+    costs = [rec["cost"] for rec in m["rounds"]]
+    assert len(costs) == 4 and all(a > b for a, b in zip(costs, costs[1:])), costs  # sparser -> cheaper
+    for png in ("confusion.png", "accuracy_vs_snr.png", "accuracy_per_class_vs_snr.png", "trajectory.png"):
+        assert (run / png).stat().st_size > 5000
+    assert (run / "train.log").read_text().count("epoch") >= 4
+    sd = load_model(run)["model"]
+    zeros = sum(int((v == 0).sum()) for k, v in sd.items() if k.endswith(".weight") and v.dim() >= 2)
+    assert zeros >= m["weights"] - m["weights_kept"]  # masks made permanent
+    # the same command again: finished run, nothing retrained, same model
+    run_train(tmp_path, run, tiny_file, "--prune.strategy", "fmp", "--prune.floor", "0",
+              "--prune.max_rounds", "3", "--optim.epochs_per_round", "2")
+    assert all(torch.equal(sd[k], v) for k, v in load_model(run)["model"].items())
+
+
+def test_other_config_on_same_run_dir_is_refused(tmp_path, tiny_file):
+    run = tmp_path / "r"
+    run_train(tmp_path, run, tiny_file, "--prune.strategy", "none", "--optim.epochs_per_round", "1")
+    r = run_train(tmp_path, run, tiny_file, "--prune.strategy", "none", "--optim.epochs_per_round", "1",
+                  "--optim.lr", "0.01", check=False)
+    assert r.returncode == 2
+    assert "written by another config (differs in optim.lr)" in r.stderr
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_same_weights(tmp_path, tiny_file):
+    args = ("--prune.strategy", "fmp", "--prune.floor", "0", "--prune.max_rounds", "4",
+            "--optim.epochs_per_round", "2", "--prune.cost_every_round", "false")
+    ref = tmp_path / "ref"
+    run_train(tmp_path, ref, tiny_file, *args)
+    run = tmp_path / "killed"
+    p = run_train(tmp_path, run, tiny_file, *args, wait=False)
+    ck = run / "checkpoint.pt"
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if ck.exists() and ckpt.load_checkpoint(ck)["state"]["epoch"] >= 2:
+            break
+        time.sleep(0.2)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    c = ckpt.load_checkpoint(ck)
+    assert not c["state"]["done"]
+    masks = {k: v for k, v in c["current"]["model"].items() if k.endswith("weight_mask")}
+    assert sum(int(v.sum()) for v in masks.values()) < sum(v.numel() for v in masks.values())  # pruned
+    run_train(tmp_path, run, tiny_file, *args)
+    a, b = load_model(ref)["model"], load_model(run)["model"]
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    ma = json.loads((ref / "metrics.json").read_text())
+    mb = json.loads((run / "metrics.json").read_text())
+    assert ma["accuracy"] == mb["accuracy"] and ma["weights_kept"] == mb["weights_kept"]
+    assert [h["feedback_accuracy"] for h in ma["history"]] == [h["feedback_accuracy"] for h in mb["history"]]
