@@ -16,6 +16,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from .classes import FRAME_LENGTH
 from .dataset import RadioMLFile
 
 
@@ -60,7 +61,7 @@ def iter_batches(ds: RadioMLFile, indices: np.ndarray, batch_size: int = 1024, *
     runs = np.array_split(indices, max(1, -(-len(indices) // run_length)))
     order = rng.permutation(len(runs))
     pend_idx = indices[:0]
-    pend_x = np.empty((0, 1024, 2), np.float32)
+    pend_x = np.empty((0, FRAME_LENGTH, 2), np.float32)
     pos = 0
     while pos < len(order):
         take, n = [], 0

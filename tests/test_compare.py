@@ -39,6 +39,6 @@ def test_compare_prints_table_for_both_strategies(tmp_path, tiny_file):
 def test_table_layout():
     row = {"strategy": "fmp", "bits": "4/4/4", "steps_kept": 3, "steps_all": 5, "eta_measured": 1.95,
            "eta_eq3_all": 2.5, "bops_pct": 12.3456, "weight_bits_pct": 20.0, "cost": 0.1617,
-           "accuracy": 0.5, "feedback_accuracy": 0.55}
+           "accuracy": 0.5, "feedback_accuracy": 0.55, "met_floor": True}
     t = table([row]).splitlines()
     assert len(t) == 3 and "3/5" in t[2] and "0.1617" in t[2] and "12.346" in t[2]

@@ -164,3 +164,31 @@ def test_batch_iterator_memory_is_bounded(tmp_path):
     assert frames == 24 * 26 * (128 - 13)
     assert os.path.getsize(path) > 600e6
     assert grown_mb < 250, f"RSS grew by {grown_mb} MB"
+
+
+@pytest.mark.slow
+def test_real_size_file_split_matches_sandbox(tmp_path):
+    """A file with the real 4096 frames per block (2.5M frames): X chunked and never written
+    (so a few MB on disk), Y and Z compressed. The reader checks it without loading X and
+    its split is exactly the sandbox's."""
+    from .test_split import sandbox_split
+
+    n = 24 * 26 * 4096
+    path = tmp_path / "real_size.hdf5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("X", (n, 1024, 2), dtype="<f4", chunks=(256, 1024, 2))
+        y = np.zeros((n, 24), np.int64)
+        y[np.arange(n), np.arange(n) // (26 * 4096)] = 1
+        f.create_dataset("Y", data=y, chunks=(65536, 24), compression="gzip", compression_opts=1)
+        z = np.tile(np.repeat(np.array(SNRS_DB, np.int64), 4096), 24)[:, None]
+        f.create_dataset("Z", data=z, chunks=(65536, 1), compression="gzip", compression_opts=1)
+        del y
+    assert os.path.getsize(path) < 50e6
+    with RadioMLFile(path) as ds:
+        assert ds.layout.block == 4096 and ds.frames.kind == "hdf5"
+        sp = ds.split()
+        ref_train, ref_test = sandbox_split(4096)
+        np.testing.assert_array_equal(sp.test, np.sort(ref_test))
+        np.testing.assert_array_equal(sp.train, np.sort(ref_train))
+        assert len(sp.test) == 624 * 410 and len(sp.train) == 624 * 3686
+        assert ds.read([n - 1, 0]).shape == (2, 1024, 2)

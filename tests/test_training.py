@@ -122,3 +122,20 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, tiny_file):
     mb = json.loads((run / "metrics.json").read_text())
     assert ma["accuracy"] == mb["accuracy"] and ma["weights_kept"] == mb["weights_kept"]
     assert [h["feedback_accuracy"] for h in ma["history"]] == [h["feedback_accuracy"] for h in mb["history"]]
+
+
+@pytest.mark.slow
+def test_torchrun_data_parallel_on_two_cpu_processes(tmp_path, tiny_file):
+    """The same command under torchrun: DistributedDataParallel (gloo on CPU), rank 0 writes."""
+    run = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "train", "--data.path", str(tiny_file), "--run_dir", str(run), *SMALL,
+           "--prune.strategy", "fmp", "--prune.floor", "0", "--prune.max_rounds", "2",
+           "--optim.epochs_per_round", "1", "--prune.cost_every_round", "false"]
+    r = subprocess.run(cmd, env={**os.environ, "PYTHONPATH": os.getcwd()}, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["pruning_steps_kept"] == 2 and m["epochs"] == 3
+    assert m["weights_kept"] == pytest.approx(m["weights"] * 0.64, abs=2)
+    assert (run / "train.log").read_text().count("world 2") == 1

@@ -16,19 +16,20 @@ import json
 import sys
 from pathlib import Path
 
-from .config import add_config_flags, config_from_args
+from .config import PruneConfig, add_config_flags, config_from_args
 from .results import read_metrics, write_json
 
 
 def table(rows: list[dict]) -> str:
     """A fixed-width text table of comparison rows (as returned by `summary_row`)."""
     head = ("strategy", "bits", "steps kept/all", "eta meas.", "eta eq.3 (all)", "bit-ops %",
-            "weight-bits %", "cost", "test acc", "feedback acc")
+            "weight-bits %", "cost", "test acc", "feedback acc", "met floor")
     lines = [head]
     for r in rows:
         lines.append((r["strategy"], r["bits"], f"{r['steps_kept']}/{r['steps_all']}", f"{r['eta_measured']:.2f}",
                       f"{r['eta_eq3_all']:.2f}", f"{r['bops_pct']:.3f}", f"{r['weight_bits_pct']:.3f}",
-                      f"{r['cost']:.4f}", f"{r['accuracy']:.4f}", f"{r['feedback_accuracy']:.4f}"))
+                      f"{r['cost']:.4f}", f"{r['accuracy']:.4f}", f"{r['feedback_accuracy']:.4f}",
+                      "yes" if r["met_floor"] else "no"))
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(head))]
     fmt = lambda line: "  ".join(str(c).rjust(w) for c, w in zip(line, widths))  # noqa: E731
     return "\n".join([fmt(lines[0]), fmt(["-" * w for w in widths])] + [fmt(x) for x in lines[1:]])
@@ -79,7 +80,8 @@ def run_comparison(base, out: Path, strategies: list[str], pretrain_epochs: int,
     from .plots import plot_trajectory
 
     dense = copy.deepcopy(base)
-    dense.prune.strategy, dense.optim.epochs_per_round = "none", pretrain_epochs
+    dense.prune = PruneConfig(strategy="none")  # pruning options do not shape the dense start
+    dense.optim.epochs_per_round = pretrain_epochs
     dense.run_dir = str(out / "dense")
     train(dense)
     md = read_metrics(out / "dense")
@@ -87,6 +89,7 @@ def run_comparison(base, out: Path, strategies: list[str], pretrain_epochs: int,
     if floor_relative is not None:
         floor = round(floor_relative * md["history"][-1]["feedback_accuracy"], 4)
     rows, metrics = [summary_row("dense (start)", md)], {}
+    rows[0]["met_floor"] = rows[0]["feedback_accuracy"] >= floor  # judged against the floor just set
     for s in strategies:
         cfg = copy.deepcopy(base)
         cfg.prune.strategy, cfg.prune.floor = s, floor

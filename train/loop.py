@@ -32,7 +32,7 @@ from radioml.dataset import RadioMLFile
 from radioml.metrics import summarize
 
 from . import checkpoint as ckpt
-from .config import TrainConfig
+from .config import TrainConfig, semantic_diff
 from .cost import deployable_copy, model_cost
 from .masks import init_masks, prune_by, sparsity
 from .model import build_vgg10
@@ -216,8 +216,6 @@ def train(cfg: TrainConfig) -> Path:
     cfg_dict = cfg.to_dict()
     if ck_path.exists():
         ck = ckpt.load_checkpoint(ck_path)
-        from .config import semantic_diff
-
         diff = semantic_diff(ck["config"], cfg_dict)
         if diff:
             raise ValueError(f"{ck_path}: written by another config (differs in {', '.join(diff)}); "
