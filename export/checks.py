@@ -1,0 +1,162 @@
+"""Golden-reference checks of every export stage on real frames.
+
+Reference: the PyTorch (Brevitas) model. Compared on the same frames:
+  qonnx           QONNX graph executed by qonnx (float input, input quantiser inside)
+  qcdq_ort        QCDQ graph in onnxruntime (ORT_ENABLE_BASIC: ALL fuses QDQ pairs into
+                  integer kernels and changes results)
+  finn/<step>     each saved FINN-side graph, executed by FINN on host-quantised integers
+
+For each: max |logit difference| and top-1 agreement. For the FINN graphs also the
+integer domain: every MultiThreshold output (activations as integers) must equal
+the matching QONNX activation Quant output divided by its scale, bit for bit; the
+first node that differs is named. A failure raises ExportCheckFailed naming the
+first diverging stage and node, never a warning.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from radioml.quant import InputQuant
+
+from .steps import FINN_STEPS, finn_settings, to_layout
+
+
+class ExportCheckFailed(RuntimeError):
+    """An export stage disagrees with the golden reference."""
+
+
+@dataclass
+class StageResult:
+    stage: str
+    max_abs_diff: float
+    top1_agreement: float
+    integer_exact: bool | None = None  # None: no integer-domain comparison for this stage
+    first_diverging_node: str | None = None
+    detail: str = ""
+    ok: bool = True
+
+    def to_dict(self):
+        return dict(vars(self))
+
+
+@dataclass
+class CheckReport:
+    frames: int
+    frame_indices: list
+    stages: list = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(s.ok for s in self.stages)
+
+    def first_failure(self) -> StageResult | None:
+        return next((s for s in self.stages if not s.ok), None)
+
+
+def _exec(model, x: np.ndarray, full: bool = False):
+    from finn.core.onnx_exec import execute_onnx
+
+    ctx = execute_onnx(model, {model.graph.input[0].name: x}, return_full_exec_context=full)
+    return ctx if full else ctx[model.graph.output[0].name]
+
+
+def _activation_ints_qonnx(model, ctx) -> list[tuple[str, np.ndarray]]:
+    """Integer activations of the QONNX graph: outputs of activation Quant nodes / scale, in order.
+
+    The first activation quantiser (the input's) is skipped: the FINN graphs take its integers as input.
+    """
+    out = []
+    for n in model.graph.node:
+        if n.op_type == "Quant" and model.get_initializer(n.input[0]) is None:
+            scale = ctx[n.input[1]] if n.input[1] in ctx else model.get_initializer(n.input[1])
+            out.append((n.name, ctx[n.output[0]] / scale))
+    return out[1:]
+
+
+def _activation_ints_finn(model, ctx) -> list[tuple[str, np.ndarray]]:
+    return [(n.name, ctx[n.output[0]]) for n in model.graph.node if n.op_type == "MultiThreshold"]
+
+
+def _to_ncw(a: np.ndarray, ref_shape) -> np.ndarray:
+    """Bring a FINN activation (N,C,W,1), (N,W,1,C) or (N,C) to the QONNX (N,C,W) / (N,C) shape."""
+    if a.shape == tuple(ref_shape):
+        return a
+    if a.ndim == 4 and a.shape[-1] == 1:
+        return a[..., 0]
+    if a.ndim == 4 and a.shape[2] == 1:
+        return np.transpose(a[:, :, 0, :], (0, 2, 1))
+    return a.reshape(ref_shape)
+
+
+def run_checks(work_dir: Path, torch_logits: np.ndarray, frames: np.ndarray, indices, iq: InputQuant,
+               tol: float = 1e-4, progress=None) -> CheckReport:
+    """Compare every stage saved in `work_dir` with the torch logits of `frames` (N, 2, 1024)."""
+    import onnxruntime as ort
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    finn_settings()
+    work_dir = Path(work_dir)
+    rep = CheckReport(len(frames), [int(i) for i in indices])
+    ref_top1 = torch_logits.argmax(1)
+    scale = max(1.0, float(np.abs(torch_logits).max()))
+
+    def judge(name, logits, **kw):
+        d = float(np.abs(logits - torch_logits).max())
+        agree = float((logits.argmax(1) == ref_top1).mean())
+        r = StageResult(name, d, agree, **kw)
+        problems = []
+        if agree < 1.0:
+            problems.append(f"top-1 agrees on {agree:.2%} of frames")
+        if d > tol * scale:
+            problems.append(f"max |logit diff| {d:.3g} > {tol * scale:.3g}")
+        if r.integer_exact is False:
+            problems.append(f"integer activations differ first at {r.first_diverging_node}")
+        r.ok = not problems
+        r.detail = "; ".join(problems)
+        rep.stages.append(r)
+        if progress:
+            progress(r)
+        return r
+
+    # QONNX, executed per frame, with the full context for the integer-domain reference
+    q = ModelWrapper(str(work_dir / "model_qonnx.onnx"))
+    q_ctx = [_exec(q, f[None], full=True) for f in frames]
+    q_logits = np.concatenate([c[q.graph.output[0].name] for c in q_ctx])
+    judge("qonnx", q_logits)
+    q_acts = [_activation_ints_qonnx(q, c) for c in q_ctx]
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(str(work_dir / "model_qcdq.onnx"), so, providers=["CPUExecutionProvider"])
+    judge("qcdq_ort", sess.run(None, {sess.get_inputs()[0].name: frames})[0])
+
+    ints = iq.quantize(frames)
+    for i, (name, _, layout) in enumerate(FINN_STEPS, start=1):
+        m = ModelWrapper(str(work_dir / "steps" / f"{i:02d}_{name}.onnx"))
+        x = to_layout(ints, layout)
+        ctxs = [_exec(m, x[k:k + 1], full=True) for k in range(len(frames))]
+        logits = np.concatenate([c[m.graph.output[0].name] for c in ctxs]).reshape(torch_logits.shape)
+        exact, node = _compare_integers(q_acts, [_activation_ints_finn(m, c) for c in ctxs])
+        judge(f"finn/{name}", logits, integer_exact=exact, first_diverging_node=node)
+    return rep
+
+
+def _compare_integers(q_acts, f_acts) -> tuple[bool | None, str | None]:
+    """Bit-exact comparison of activation integers, frame by frame, layer by layer."""
+    if not f_acts[0]:
+        return None, None
+    if len(f_acts[0]) != len(q_acts[0]):
+        return False, f"{len(f_acts[0])} MultiThreshold nodes for {len(q_acts[0])} activation quantisers"
+    for layer in range(len(q_acts[0])):
+        for frame in range(len(q_acts)):
+            qname, qa = q_acts[frame][layer]
+            fname, fa = f_acts[frame][layer]
+            fa = _to_ncw(fa, qa.shape)
+            if not np.array_equal(np.round(qa), fa) or not np.allclose(qa, np.round(qa), atol=1e-3):
+                bad = int(np.sum(np.round(qa) != fa))
+                return False, f"{fname} (QONNX {qname}; {bad} of {qa.size} values differ, frame {frame})"
+    return True, None

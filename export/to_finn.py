@@ -1,0 +1,150 @@
+"""`python -m export.to_finn --run RUN --out DIR`: QONNX, QCDQ and FINN-ready models, checked bit for bit.
+
+Writes into DIR (built in a temporary directory, renamed into place only when every
+check passed, so DIR is either complete or absent):
+
+  model_qonnx.onnx               QONNX, batch 1 (what qonnx inference_cost scores)
+  model_qcdq.onnx                QCDQ, dynamic batch: the golden model for plain onnxruntime
+  steps/NN_<step>.onnx           every FINN-side intermediate graph
+  model_finn_streamlined.onnx    the graph FINN's builder starts from (integer input, channels last)
+  input.npy, expected_output.npy one frame for FINN's verification steps
+  io.json                        input quantiser, shapes, layouts, datatypes, class names
+  export_report.json             per-stage differences and agreement, inference cost
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+
+from radioml.classes import CLASSES
+
+from .config import ExportConfig
+
+
+def _frames(cfg: ExportConfig):
+    """Real frames from the test split, evenly spread over classes and SNRs."""
+    from radioml.dataset import RadioMLFile
+
+    with RadioMLFile(cfg.data) as ds:
+        test = ds.split().test
+        pick = test[np.linspace(0, len(test) - 1, cfg.check_frames).round().astype(int)]
+        x = np.ascontiguousarray(ds.read(pick).transpose(0, 2, 1))
+        return x, pick, ds.labels[pick]
+
+
+def _table(report) -> str:
+    rows = [("stage", "max |dlogit|", "top-1 agree", "ints exact", "verdict")]
+    for s in report.stages:
+        exact = "-" if s.integer_exact is None else ("yes" if s.integer_exact else "NO")
+        rows.append((s.stage, f"{s.max_abs_diff:.3g}", f"{s.top1_agreement:.2%}", exact,
+                     "ok" if s.ok else "FAIL: " + s.detail))
+    w = [max(len(r[i]) for r in rows) for i in range(4)]
+    return "\n".join("  ".join(c.ljust(w[i]) if i < 4 else c for i, c in enumerate(r)) for r in rows)
+
+
+def export(cfg: ExportConfig, log=print) -> Path:
+    """Run the export flow and the checks; return the output directory."""
+    import torch
+
+    from train.cost import onnx_cost
+
+    from . import steps
+    from .checks import ExportCheckFailed, run_checks
+    from .load import fresh_model, load_model
+
+    out = Path(cfg.out)
+    if out.exists() and not cfg.force:
+        raise ValueError(f"{out}: already exists (pass --force to replace it)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not os.access(out.parent, os.W_OK):
+        raise ValueError(f"{out.parent}: not writable")
+    if (cfg.run is None) == (cfg.fresh_bits is None):
+        raise ValueError("pass exactly one of --run or --fresh-bits")
+    model, mcfg, what = fresh_model(cfg.fresh_bits) if cfg.fresh_bits else load_model(cfg.run)
+    frames, idx, labels = _frames(cfg)
+    with torch.no_grad():
+        torch_logits = model(torch.from_numpy(frames)).numpy()
+    log(f"exporting {what}; checks on {len(frames)} test frames of {cfg.data}")
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp", dir=out.parent))
+    cfg.work_dir = str(work)
+    try:
+        qonnx_model = steps.step_export_qonnx(model, cfg)
+        steps.step_export_qcdq(model, cfg)
+        m = steps.step_integer_input(qonnx_model, cfg)
+        for i, (name, fn, _) in enumerate(steps.FINN_STEPS, start=1):
+            m = steps.save_step(fn(m, cfg), cfg, i, name)
+        m.save(str(work / "model_finn_streamlined.onnx"))
+        iq = cfg.input_quant
+        first = steps.to_layout(iq.quantize(frames[:1]), steps.FINN_STEPS[-1][2])
+        np.save(work / "input.npy", first)
+        np.save(work / "expected_output.npy", torch_logits[:1])
+        in_name = m.graph.input[0].name
+        io = {
+            "input_quant": iq.to_dict(), "input_dtype": iq.finn_dtype,
+            "input_shape_float": [1, 2, 1024], "input_layout_float": "NCW",
+            "input_shape": list(m.get_tensor_shape(in_name)), "input_layout": "NW1C",
+            "output_shape": list(m.get_tensor_shape(m.graph.output[0].name)),
+            "output_dtype": str(m.get_tensor_datatype(m.graph.output[0].name)),
+            "classes": list(CLASSES), "model_config": mcfg.to_dict(), "source": what,
+        }
+        (work / "io.json").write_text(json.dumps(io, indent=1))
+        report = run_checks(work, torch_logits, frames, idx, iq, cfg.tol)
+        cost = onnx_cost(work / "model_qonnx.onnx")
+        rep = {"source": what, "frames": report.frames, "frame_indices": report.frame_indices,
+               "stages": [s.to_dict() for s in report.stages], "ok": report.ok, "cost": cost.to_dict(),
+               "torch_top1_accuracy_on_check_frames": float((torch_logits.argmax(1) == labels).mean())}
+        (work / "export_report.json").write_text(json.dumps(rep, indent=1))
+        log(_table(report))
+        log(f"cost {cost.cost:.4f} (bit-ops {cost.bops:,.0f}, weight bits {cost.weight_bits:,.0f}, "
+            f"non-zero weights {cost.weights:,.0f})")
+        if not report.ok:
+            bad = report.first_failure()
+            raise ExportCheckFailed(f"export check failed at stage {bad.stage}: {bad.detail}")
+        if out.exists():
+            old = out.with_name(f".{out.name}.old{os.getpid()}")
+            os.replace(out, old)
+            os.replace(work, out)
+            shutil.rmtree(old)
+        else:
+            os.replace(work, out)
+    finally:
+        if work.exists():
+            shutil.rmtree(work)
+    log(f"-> {out}")
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m export.to_finn", description=__doc__.split("\n\n")[0],
+                                epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    d = ExportConfig()
+    p.add_argument("--run", help="run directory, model.pt or checkpoint.pt to export")
+    p.add_argument("--fresh-bits", type=int, help="export a freshly initialised model of this bit width instead")
+    p.add_argument("--out", default=d.out, help="output directory (default: %(default)s)")
+    p.add_argument("--data", default=d.data, help="RadioML-layout file whose test frames drive the checks (default: %(default)s)")
+    p.add_argument("--check-frames", type=int, default=d.check_frames, help="frames checked per stage (default: %(default)s)")
+    p.add_argument("--tol", type=float, default=d.tol, help="max |logit diff| relative to max(1, |logit|) (default: %(default)s)")
+    p.add_argument("--force", action="store_true", help="replace an existing output directory")
+    a = p.parse_args(argv)
+    names = {f.name for f in fields(ExportConfig)}
+    cfg = ExportConfig(**{k: v for k, v in vars(a).items() if k in names})
+    from .checks import ExportCheckFailed
+
+    try:
+        export(cfg)
+    except (ValueError, OSError, ExportCheckFailed) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
