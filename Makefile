@@ -27,6 +27,7 @@ $(DATA): | $(STAMP)
 demo: $(STAMP) $(DATA)
 	$(PY) -m train.compare --config configs/demo.json --out $(DEMO) --pretrain-epochs 4 --floor-relative 1.0
 	$(PY) -m train.report $(DEMO)/fmp
+	$(PY) -m export.to_finn --run $(DEMO)/fmp --out $(DEMO)/export --data $(DATA) --force
 
 test: $(STAMP)
 	$(PY) -m pytest -q
@@ -34,6 +35,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m benchmarks.reader_vs_sandbox
 	$(PY) -m benchmarks.train_throughput
+	$(PY) -m benchmarks.ort_vs_torch
 
 clean-demo:
 	rm -rf $(DEMO)

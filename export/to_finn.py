@@ -9,6 +9,7 @@ check passed, so DIR is either complete or absent):
   model_finn_streamlined.onnx    the graph FINN's builder starts from (integer input, channels last)
   input.npy, expected_output.npy one frame for FINN's verification steps
   io.json                        input quantiser, shapes, layouts, datatypes, class names
+  golden.npz                     the check frames and their PyTorch logits (`python -m export.check DIR`)
   export_report.json             per-stage differences and agreement, inference cost
 """
 from __future__ import annotations
@@ -40,7 +41,7 @@ def _frames(cfg: ExportConfig):
         return x, pick, ds.labels[pick]
 
 
-def _table(report) -> str:
+def table(report) -> str:
     rows = [("stage", "max |dlogit|", "top-1 agree", "ints exact", "verdict")]
     for s in report.stages:
         exact = "-" if s.integer_exact is None else ("yes" if s.integer_exact else "NO")
@@ -63,6 +64,8 @@ def export(cfg: ExportConfig, log=print) -> Path:
     out = Path(cfg.out)
     if out.exists() and not cfg.force:
         raise ValueError(f"{out}: already exists (pass --force to replace it)")
+    if any(p.exists() and not p.is_dir() for p in out.parents):
+        raise ValueError(f"{out.parent}: not a directory")
     out.parent.mkdir(parents=True, exist_ok=True)
     if not os.access(out.parent, os.W_OK):
         raise ValueError(f"{out.parent}: not writable")
@@ -86,6 +89,7 @@ def export(cfg: ExportConfig, log=print) -> Path:
         first = steps.to_layout(iq.quantize(frames[:1]), steps.FINN_STEPS[-1][2])
         np.save(work / "input.npy", first)
         np.save(work / "expected_output.npy", torch_logits[:1])
+        np.savez(work / "golden.npz", frames=frames, indices=idx, labels=labels, torch_logits=torch_logits)
         in_name = m.graph.input[0].name
         io = {
             "input_quant": iq.to_dict(), "input_dtype": iq.finn_dtype,
@@ -102,7 +106,7 @@ def export(cfg: ExportConfig, log=print) -> Path:
                "stages": [s.to_dict() for s in report.stages], "ok": report.ok, "cost": cost.to_dict(),
                "torch_top1_accuracy_on_check_frames": float((torch_logits.argmax(1) == labels).mean())}
         (work / "export_report.json").write_text(json.dumps(rep, indent=1))
-        log(_table(report))
+        log(table(report))
         log(f"cost {cost.cost:.4f} (bit-ops {cost.bops:,.0f}, weight bits {cost.weight_bits:,.0f}, "
             f"non-zero weights {cost.weights:,.0f})")
         if not report.ok:

@@ -1,0 +1,54 @@
+"""`python -m export.check DIR`: re-run the golden checks of an export directory on its stored frames.
+
+Use it after editing or rebuilding any graph in DIR: it compares every stage with
+the PyTorch logits stored at export time (golden.npz) and names the first stage
+and node that diverge. Exit status 0 when everything agrees, 1 when a check fails.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from radioml.quant import InputQuant
+
+
+def check_dir(export_dir: Path, tol: float = 1e-4):
+    """The CheckReport of an existing export directory."""
+    from .checks import run_checks
+
+    export_dir = Path(export_dir)
+    try:
+        io = json.loads((export_dir / "io.json").read_text())
+        g = np.load(export_dir / "golden.npz")
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{export_dir}: not a complete export directory ({e})") from None
+    iq = InputQuant(**io["input_quant"])
+    return run_checks(export_dir, g["torch_logits"], g["frames"], g["indices"], iq, tol)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m export.check", description=__doc__.split("\n\n")[0])
+    p.add_argument("export_dir", type=Path)
+    p.add_argument("--tol", type=float, default=1e-4, help="max |logit diff| relative to max(1, |logit|)")
+    a = p.parse_args(argv)
+    from .to_finn import table
+
+    try:
+        rep = check_dir(a.export_dir, a.tol)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(table(rep))
+    bad = rep.first_failure()
+    if bad:
+        print(f"error: first diverging stage {bad.stage}: {bad.detail}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
