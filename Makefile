@@ -28,6 +28,7 @@ demo: $(STAMP) $(DATA)
 	$(PY) -m train.compare --config configs/demo.json --out $(DEMO) --pretrain-epochs 4 --floor-relative 1.0
 	$(PY) -m train.report $(DEMO)/fmp
 	$(PY) -m export.to_finn --run $(DEMO)/fmp --out $(DEMO)/export --data $(DATA) --force
+	$(PY) -m build --export $(DEMO)/export --out $(DEMO)/build-zcu104 --board ZCU104 --target-fps 50000 --force
 
 test: $(STAMP)
 	$(PY) -m pytest -q

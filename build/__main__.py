@@ -1,0 +1,41 @@
+"""`python -m build --export DIR --out DIR --board ZCU104`: FINN dataflow build (estimates without Vivado)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import fields
+
+from .boards import BOARDS
+from .config import BuildConfig
+
+
+def main(argv=None) -> int:
+    d = BuildConfig()
+    p = argparse.ArgumentParser(prog="python -m build", description=__doc__.split(":", 1)[1].strip())
+    p.add_argument("--export", dest="export_dir", default=d.export_dir, help="export directory (default: %(default)s)")
+    p.add_argument("--out", default=d.out, help="build directory (default: %(default)s)")
+    p.add_argument("--board", default=d.board, choices=sorted(BOARDS), help="target board (default: %(default)s)")
+    p.add_argument("--clock-ns", type=float, default=None, help="clock period in ns (default: the board's)")
+    p.add_argument("--target-fps", type=int, default=d.target_fps, help="frames/s to fold for (default: %(default)s)")
+    p.add_argument("--folding", default=d.folding,
+                   help="search (fewest estimated LUTs meeting the target), finn (FINN's target_fps), "
+                        "or a folding JSON path (default: %(default)s)")
+    p.add_argument("--codegen", action="store_true", help="also generate HLS/RTL sources (step_hw_codegen)")
+    p.add_argument("--bitfile", action="store_true", help="continue to a bitfile (needs Vivado: use docker/)")
+    p.add_argument("--force", action="store_true", help="replace an existing build directory")
+    a = p.parse_args(argv)
+    names = {f.name for f in fields(BuildConfig)}
+    cfg = BuildConfig(**{k: v for k, v in vars(a).items() if k in names})
+    from .finn_env import XilinxToolMissing
+    from .flow import build
+
+    try:
+        build(cfg)
+    except (ValueError, OSError, RuntimeError, XilinxToolMissing) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

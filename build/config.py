@@ -1,0 +1,21 @@
+"""Typed configuration of the FINN build stage."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Optional
+
+
+@dataclass
+class BuildConfig:
+    export_dir: str = "exports/model"  # output of `python -m export.to_finn`
+    out: str = "builds/model"
+    board: str = "ZCU104"
+    clock_ns: Optional[float] = None  # default: the board's
+    target_fps: int = 100_000
+    folding: str = "search"  # search (fewest estimated LUTs meeting target_fps) | finn (FINN's target_fps) | PATH.json
+    codegen: bool = False  # also run step_hw_codegen (HLS/RTL sources; synthesis needs Vivado)
+    bitfile: bool = False  # full flow to a bitfile and driver bundle: Vivado/Vitis only (Docker)
+    force: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
