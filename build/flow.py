@@ -194,6 +194,12 @@ def build(cfg: BuildConfig, steps=None, log=print) -> Path:
         model.save(str(work / "model_dataflow.onnx"))
         rep = build_report(model, ctx)
         (work / "build_report.json").write_text(json.dumps(rep, indent=1))
+        exp_io = json.loads((Path(cfg.export_dir) / "io.json").read_text())
+        bit = "bitfile/finn-accel.bit" if cfg.bitfile else None
+        (work / "driver_io.json").write_text(json.dumps({
+            "io_shape_dict": rep["io_shape_dict"], "input_quant": exp_io["input_quant"],
+            "classes": exp_io["classes"], "bitfile": bit, "board": b.name,
+            "clock_ns": ctx.clock_ns, "export_dir": str(Path(cfg.export_dir).resolve())}, indent=1))
         log(format_report(rep))
         if out.exists():
             shutil.rmtree(out)

@@ -1,0 +1,51 @@
+"""An emulated accelerator: the DMA transfer replaced by the exported golden model.
+
+It unpacks the input bytes exactly as the hardware's input stream would see them,
+un-folds them, runs the export's QCDQ model in onnxruntime (ORT_ENABLE_BASIC, bit-true
+to PyTorch) on the dequantised integers, and folds and packs the result into the
+output buffer. So `AMCOverlay(..., backend=EmulatedBackend(...))` exercises the whole
+driver (quantisation, folding, packing, buffer handling, unpacking) without a board.
+Needs onnxruntime (not on a PYNQ image; emulation runs on a host).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from radioml.quant import InputQuant
+
+from .packing import pack, unpack
+
+
+class EmulatedBackend:
+    def __init__(self, export_dir, io: dict):
+        import onnxruntime as ort
+
+        export_dir = Path(export_dir)
+        qcdq = export_dir / "model_qcdq.onnx"
+        if not qcdq.is_file():
+            raise ValueError(f"{qcdq}: golden model missing (run python -m export.to_finn)")
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        so.log_severity_level = 3
+        self.sess = ort.InferenceSession(str(qcdq), so, providers=["CPUExecutionProvider"])
+        exp_io = json.loads((export_dir / "io.json").read_text())
+        if exp_io["input_quant"] != io["input_quant"]:
+            raise ValueError(f"{export_dir}: input quantiser differs from the bundle's driver_io.json")
+        self.iq = InputQuant(**io["input_quant"])
+        self.d = io["io_shape_dict"]
+
+    def allocate(self, shape):
+        return np.zeros(shape, np.uint8)
+
+    def run(self, ibuf, obuf, batch: int) -> None:
+        d = self.d
+        folded = [batch] + list(d["ishape_folded"][0][1:])
+        ints = unpack(np.asarray(ibuf[:batch]), d["idt"][0], folded)
+        x = ints.reshape([batch] + list(d["ishape_normal"][0][1:]))  # (B, 1024, 1, 2)
+        x = self.iq.dequantize(x.reshape(batch, x.shape[1], -1)).transpose(0, 2, 1)  # (B, 2, 1024)
+        logits = self.sess.run(None, {self.sess.get_inputs()[0].name: np.ascontiguousarray(x)})[0]
+        out = logits.reshape([batch] + list(d["oshape_folded"][0][1:]))
+        obuf[:batch] = pack(out, d["odt"][0])

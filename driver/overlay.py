@@ -1,0 +1,183 @@
+"""PYNQ-compatible runtime of the accelerator, with the API of FINN's generated FINNExampleOverlay.
+
+`AMCOverlay(bundle_dir, batch_size, backend=...)`: quantise float RadioML frames into the
+accelerator's input integers, fold and bit-pack them as FINN streams them, move them
+through the DMA engines, unpack and unfold the outputs. Everything about the layout comes
+from `driver_io.json` (written by `python -m build`): FINN's io_shape_dict keys (idt, odt,
+ishape/oshape normal/folded/packed, DMA names), the input quantiser and the class names.
+
+Backends move the packed bytes: `PynqBackend` (pynq Overlay + zynq-iodma registers, pynq
+imported only when used) or `EmulatedBackend` (driver/emulate.py: no board, the golden model
+computes the output), so everything but the bitfile runs anywhere numpy does.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from radioml.quant import InputQuant
+
+from .packing import pack, unpack
+
+
+class DriverError(ValueError):
+    """A bundle, bitfile or request that the driver cannot use."""
+
+
+def load_io(bundle_dir) -> dict:
+    path = Path(bundle_dir) / "driver_io.json"
+    try:
+        io = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise DriverError(f"{path}: cannot read the driver's I/O description ({e})") from None
+    for key in ("io_shape_dict", "input_quant", "classes"):
+        if key not in io:
+            raise DriverError(f"{path}: missing {key!r}")
+    return io
+
+
+class PynqBackend:
+    """The real board: loads the bitfile, allocates DMA buffers, drives FINN's zynq-iodma engines."""
+
+    def __init__(self, bundle_dir, io: dict):
+        bundle_dir = Path(bundle_dir)
+        bit = bundle_dir / io.get("bitfile", "")
+        if not io.get("bitfile") or not bit.is_file():
+            raise DriverError(f"{bit}: bitfile missing (driver_io.json names {io.get('bitfile')!r})")
+        hwh = bit.with_suffix(".hwh")
+        if not hwh.is_file():
+            raise DriverError(f"{hwh}: hardware handoff file missing beside the bitfile")
+        from pynq import Overlay, allocate  # only on the board
+
+        self._allocate = allocate
+        self.ol = Overlay(str(bit))
+        d = io["io_shape_dict"]
+        self.idma = getattr(self.ol, d["input_dma_name"][0])
+        self.odma = getattr(self.ol, d["output_dma_name"][0])
+
+    def allocate(self, shape):
+        return self._allocate(shape=tuple(shape), dtype=np.uint8)
+
+    def run(self, ibuf, obuf, batch: int) -> None:
+        ibuf.flush()
+        for dma, buf in ((self.odma, obuf), (self.idma, ibuf)):
+            dma.write(0x10, buf.device_address)
+            dma.write(0x1C, batch)
+            dma.write(0x00, 1)
+        while self.odma.read(0x00) & 0x2 == 0:  # ap_done
+            pass
+        obuf.invalidate()
+
+
+class AMCOverlay:
+    """FINNExampleOverlay-style driver: execute(), batch_size, throughput_test()."""
+
+    def __init__(self, bundle_dir, batch_size: int = 1, backend=None, max_batch: int | None = None):
+        self.bundle_dir = Path(bundle_dir)
+        self.io = load_io(self.bundle_dir)
+        self.io_shape_dict = self.io["io_shape_dict"]
+        self.input_quant = InputQuant(**self.io["input_quant"])
+        self.classes = list(self.io["classes"])
+        self.backend = backend if backend is not None else PynqBackend(self.bundle_dir, self.io)
+        self.max_batch = max_batch
+        self._batch_size = 0
+        self.batch_size = batch_size
+
+    # -- FINN's io_shape_dict accessors, with the batch dimension set --------------------------
+    def _shape(self, key, batch=None):
+        s = list(self.io_shape_dict[key][0])
+        s[0] = self._batch_size if batch is None else batch
+        return tuple(s)
+
+    @property
+    def idt(self):
+        return self.io_shape_dict["idt"][0]
+
+    @property
+    def odt(self):
+        return self.io_shape_dict["odt"][0]
+
+    ishape_normal = property(lambda self: self._shape("ishape_normal"))
+    ishape_folded = property(lambda self: self._shape("ishape_folded"))
+    ishape_packed = property(lambda self: self._shape("ishape_packed"))
+    oshape_normal = property(lambda self: self._shape("oshape_normal"))
+    oshape_folded = property(lambda self: self._shape("oshape_folded"))
+    oshape_packed = property(lambda self: self._shape("oshape_packed"))
+
+    @property
+    def batch_size(self) -> int:
+        return self._batch_size
+
+    @batch_size.setter
+    def batch_size(self, n: int):
+        if n < 1:
+            raise DriverError(f"batch size must be >= 1, got {n}")
+        if self.max_batch is not None and n > self.max_batch:
+            raise DriverError(f"batch size {n} is larger than the {self.max_batch} frames the buffers hold")
+        if n != self._batch_size:
+            self._batch_size = n
+            self.ibuf = self.backend.allocate(self.ishape_packed)
+            self.obuf = self.backend.allocate(self.oshape_packed)
+
+    # -- host-side data movement -----------------------------------------------------------------
+    def quantize(self, frames: np.ndarray) -> np.ndarray:
+        """Float frames (N, 2, 1024) or (N, 1024, 2) -> integers in the accelerator's input layout."""
+        x = np.asarray(frames, np.float32)
+        if x.ndim != 3 or 2 not in x.shape[1:]:
+            raise DriverError(f"expected frames of shape (N, 2, 1024) or (N, 1024, 2), got {x.shape}")
+        if x.shape[1] == 2 and x.shape[2] != 2:
+            x = x.transpose(0, 2, 1)
+        q = self.input_quant.quantize(x)  # (N, 1024, 2)
+        return q.reshape((len(q),) + tuple(self.io_shape_dict["ishape_normal"][0][1:]))
+
+    def fold_input(self, x):
+        return x.reshape(self._shape("ishape_folded", len(x)))
+
+    def pack_input(self, x):
+        return pack(x, self.idt)
+
+    def unpack_output(self, p):
+        return unpack(p, self.odt, self._shape("oshape_folded", len(p)))
+
+    def unfold_output(self, y):
+        return y.reshape(self._shape("oshape_normal", len(y)))
+
+    def execute_on_buffers(self, batch: int | None = None):
+        self.backend.run(self.ibuf, self.obuf, batch or self._batch_size)
+
+    def execute(self, input_normal: np.ndarray) -> np.ndarray:
+        """Integer input in ishape_normal (batch = self.batch_size) -> output in oshape_normal."""
+        if input_normal.shape != self.ishape_normal:
+            raise DriverError(f"input shape {input_normal.shape} != {self.ishape_normal}")
+        self.ibuf[:] = self.pack_input(self.fold_input(input_normal))
+        self.execute_on_buffers()
+        return self.unfold_output(self.unpack_output(np.asarray(self.obuf)))
+
+    def classify(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Float frames -> (class scores, top-1 indices), in batches of batch_size."""
+        q = self.quantize(frames)
+        scores = []
+        for a in range(0, len(q), self._batch_size):
+            chunk = q[a:a + self._batch_size]
+            if len(chunk) < self._batch_size:  # pad the last batch
+                chunk = np.concatenate([chunk, np.zeros((self._batch_size - len(chunk),) + chunk.shape[1:], chunk.dtype)])
+            scores.append(self.execute(chunk)[: len(q) - a].reshape(min(self._batch_size, len(q) - a), -1))
+        s = np.concatenate(scores)
+        return s, s.argmax(1)
+
+    def throughput_test(self, repeats: int = 5) -> dict:
+        """Frames/s of the accelerator alone (DMA in and out) and with host packing, as FINN reports."""
+        x = np.zeros(self.ishape_normal, np.float32)
+        t = time.perf_counter()
+        for _ in range(repeats):
+            self.execute_on_buffers()
+        dev = (time.perf_counter() - t) / repeats
+        t = time.perf_counter()
+        for _ in range(repeats):
+            self.execute(x)
+        full = (time.perf_counter() - t) / repeats
+        return {"batch_size": self._batch_size, "runtime_s": dev, "throughput_fps": self._batch_size / dev,
+                "runtime_with_packing_s": full, "throughput_with_packing_fps": self._batch_size / full}

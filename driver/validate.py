@@ -1,0 +1,101 @@
+"""`python -m driver.validate`: accuracy and throughput of the accelerator on RadioML test frames.
+
+On the board: `python -m driver.validate --bundle DIR --data GOLD_XYZ_OSC.0001_1024.hdf5`
+(DIR holds driver_io.json and the bitfile). Without a board: add `--emulate --export EXPORT_DIR`
+to run the same code path with the DMA transfer emulated by the exported golden model.
+Reports accuracy on the test split (overall, at 30 dB as finn-examples publishes, per SNR,
+per class, confusion matrix) and frames/s with and without host-side packing.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from radioml.batches import iter_batches
+from radioml.dataset import DatasetError, RadioMLFile
+from radioml.metrics import summarize
+
+from .overlay import AMCOverlay, DriverError, load_io
+
+
+def validate(bundle, data, batch_size=1024, emulate=False, export_dir=None, snrs=None, limit=None, log=print) -> dict:
+    io = load_io(bundle)
+    if emulate:
+        from .emulate import EmulatedBackend
+
+        backend = EmulatedBackend(export_dir or io.get("export_dir"), io)
+    else:
+        backend = None
+    with RadioMLFile(data) as ds:
+        idx = ds.split().test
+        if snrs:
+            idx = idx[np.isin(ds.snrs[idx], snrs)]
+        if limit:
+            idx = idx[np.linspace(0, len(idx) - 1, min(limit, len(idx))).round().astype(int)]
+        batch_size = min(batch_size, len(idx))
+        acc = AMCOverlay(bundle, batch_size, backend=backend)
+        ys, ps, ss, t_dev, t_all = [], [], [], 0.0, 0.0
+        for b in iter_batches(ds, idx, batch_size):
+            t0 = time.perf_counter()
+            q = acc.quantize(b.x)
+            if len(q) < batch_size:
+                q = np.concatenate([q, np.zeros((batch_size - len(q),) + q.shape[1:], q.dtype)])
+            acc.ibuf[:] = acc.pack_input(acc.fold_input(q))
+            t1 = time.perf_counter()
+            acc.execute_on_buffers()
+            t2 = time.perf_counter()
+            out = acc.unfold_output(acc.unpack_output(np.asarray(acc.obuf)))[: len(b.y)].reshape(len(b.y), -1)
+            t_all += time.perf_counter() - t0
+            t_dev += t2 - t1
+            ys.append(b.y)
+            ps.append(out.argmax(1))
+            ss.append(b.snr)
+    y, p, s = np.concatenate(ys), np.concatenate(ps), np.concatenate(ss)
+    m = summarize(y, p, s)
+    m.update({
+        "accuracy_at_30dB": m["accuracy_per_snr"].get("30"), "emulated": bool(emulate),
+        "batch_size": batch_size, "frames_per_s_accelerator": len(y) / t_dev,
+        "frames_per_s_with_host_packing": len(y) / t_all, "predictions": p.tolist(), "frame_indices": idx.tolist(),
+    })
+    return m
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m driver.validate", description=__doc__.split("\n\n")[0],
+                                epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--bundle", required=True, help="directory with driver_io.json (and the bitfile on a board)")
+    p.add_argument("--data", required=True, help="RadioML 2018.01A-layout HDF5 file")
+    p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument("--snr", type=int, nargs="*", help="only these SNRs (dB)")
+    p.add_argument("--limit", type=int, help="at most this many test frames, spread over the split")
+    p.add_argument("--emulate", action="store_true", help="no board: emulate the accelerator with the golden model")
+    p.add_argument("--export", dest="export_dir", help="export directory for --emulate (default: the bundle's)")
+    p.add_argument("--out", help="write the results JSON here")
+    a = p.parse_args(argv)
+    try:
+        m = validate(a.bundle, a.data, a.batch_size, a.emulate, a.export_dir, a.snr, a.limit)
+    except (DriverError, DatasetError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    at30 = m["accuracy_at_30dB"]
+    print(f"{'emulated accelerator' if m['emulated'] else 'accelerator'}: {m['frames']} test frames, "
+          f"accuracy {m['accuracy']:.4f}, at 30 dB {at30 if at30 is None else f'{at30:.4f}'}")
+    print(f"throughput: {m['frames_per_s_accelerator']:,.0f} frames/s accelerator"
+          f"{' (emulated: golden model on the CPU)' if m['emulated'] else ''}, "
+          f"{m['frames_per_s_with_host_packing']:,.0f} frames/s with host quantise/pack/unpack")
+    print("accuracy per SNR: " + ", ".join(f"{k}: {v:.2f}" for k, v in m["accuracy_per_snr"].items()))
+    if a.out:
+        tmp = f"{a.out}.tmp{os.getpid()}"
+        Path(tmp).write_text(json.dumps(m, indent=1))
+        os.replace(tmp, a.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
