@@ -44,9 +44,15 @@ class PynqBackend:
 
     def __init__(self, bundle_dir, io: dict):
         bundle_dir = Path(bundle_dir)
-        bit = bundle_dir / io.get("bitfile", "")
-        if not io.get("bitfile") or not bit.is_file():
-            raise DriverError(f"{bit}: bitfile missing (driver_io.json names {io.get('bitfile')!r})")
+        name = io.get("bitfile")
+        if not name:
+            raise DriverError(f"{bundle_dir / 'driver_io.json'}: names no bitfile (an estimate-only build: "
+                              f"build with --bitfile in docker/, or validate with --emulate)")
+        bit = bundle_dir / name
+        if not bit.is_file():
+            others = sorted(p.name for p in bundle_dir.rglob("*.bit"))
+            raise DriverError(f"{bit}: bitfile missing (driver_io.json names {name!r}"
+                              + (f"; the bundle has {', '.join(others)}" if others else "") + ")")
         hwh = bit.with_suffix(".hwh")
         if not hwh.is_file():
             raise DriverError(f"{hwh}: hardware handoff file missing beside the bitfile")
