@@ -29,6 +29,7 @@ demo: $(STAMP) $(DATA)
 	$(PY) -m train.report $(DEMO)/fmp
 	$(PY) -m export.to_finn --run $(DEMO)/fmp --out $(DEMO)/export --data $(DATA) --force
 	$(PY) -m build --export $(DEMO)/export --out $(DEMO)/build-zcu104 --board ZCU104 --target-fps 50000 --force
+	$(PY) -m driver.validate --bundle $(DEMO)/build-zcu104 --data $(DATA) --emulate --out $(DEMO)/validate.json
 
 test: $(STAMP)
 	$(PY) -m pytest -q
@@ -37,6 +38,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.reader_vs_sandbox
 	$(PY) -m benchmarks.train_throughput
 	$(PY) -m benchmarks.ort_vs_torch
+	$(PY) -m benchmarks.packing_vs_finn
 
 clean-demo:
 	rm -rf $(DEMO)
