@@ -87,7 +87,7 @@ def run_comparison(base, out: Path, strategies: list[str], pretrain_epochs: int,
     md = read_metrics(out / "dense")
     floor = base.prune.floor
     if floor_relative is not None:
-        floor = round(floor_relative * md["history"][-1]["feedback_accuracy"], 4)
+        floor = floor_relative * md["history"][-1]["feedback_accuracy"]
     rows, metrics = [summary_row("dense (start)", md)], {}
     rows[0]["met_floor"] = rows[0]["feedback_accuracy"] >= floor  # judged against the floor just set
     for s in strategies:
