@@ -1,4 +1,4 @@
-"""`python -m radioml info FILE` checks a RadioML-layout file; `cache FILE --dir D` builds the memmap cache."""
+"""`python -m radioml info FILE` checks a RadioML-layout file; `cache FILE --dir D` builds the one-time .npy cache."""
 from __future__ import annotations
 
 import argparse
@@ -15,7 +15,7 @@ def main(argv=None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     i = sub.add_parser("info", help="check the layout and print sizes and the challenge split")
     i.add_argument("file")
-    c = sub.add_parser("cache", help="convert X once to a memory-mapped .npy (for chunked/compressed files)")
+    c = sub.add_parser("cache", help="convert X once to a raw .npy read in place (for chunked/compressed files)")
     c.add_argument("file")
     c.add_argument("--dir", required=True, help="cache directory")
     a = p.parse_args(argv)

@@ -30,8 +30,10 @@ class Batch:
     idx: np.ndarray
 
 
-def _make_batch(ds: RadioMLFile, idx: np.ndarray, frames: np.ndarray) -> Batch:
-    x = np.ascontiguousarray(frames.transpose(0, 2, 1))
+def _make_batch(ds: RadioMLFile, idx: np.ndarray, frames: np.ndarray, sel=None) -> Batch:
+    """A batch from frames (k, 1024, 2), optionally gathered at positions `sel`, in one copy."""
+    view = frames.transpose(0, 2, 1)
+    x = view[sel] if sel is not None else np.ascontiguousarray(view)
     return Batch(x, ds.labels[idx].astype(np.int64), ds.snrs[idx], idx)
 
 
@@ -63,6 +65,7 @@ def iter_batches(ds: RadioMLFile, indices: np.ndarray, batch_size: int = 1024, *
     pend_idx = indices[:0]
     pend_x = np.empty((0, FRAME_LENGTH, 2), np.float32)
     pos = 0
+    store = None  # one buffer, refilled: fresh 512 MB allocations cost a page fault per 4 KB
     while pos < len(order):
         take, n = [], 0
         while pos < len(order) and n < buffer_frames:
@@ -70,15 +73,26 @@ def iter_batches(ds: RadioMLFile, indices: np.ndarray, batch_size: int = 1024, *
             n += len(take[-1])
             pos += 1
         buf = np.sort(np.concatenate(take))
-        frames = ds.frames.read(buf)
+        frames = ds.frames.read(buf, store)
+        store = frames if store is None or len(frames) > len(store) else store
         perm = rng.permutation(len(buf))
-        buf_idx = np.concatenate([pend_idx, buf[perm]])
-        buf_x = np.concatenate([pend_x, frames[perm]]) if len(pend_idx) else frames[perm]
+        at = 0
+        if len(pend_idx):  # finish the batch left over from the previous buffer
+            k = min(batch_size - len(pend_idx), len(perm))
+            pend_idx = np.concatenate([pend_idx, buf[perm[:k]]])
+            pend_x = np.concatenate([pend_x, frames[perm[:k]]])
+            at = k
+            if len(pend_idx) == batch_size:
+                yield _make_batch(ds, pend_idx, pend_x)
+                pend_idx, pend_x = indices[:0], pend_x[:0]
+        while at + batch_size <= len(perm):
+            sel = perm[at:at + batch_size]
+            yield _make_batch(ds, buf[sel], frames, sel)
+            at += batch_size
+        if at < len(perm):
+            pend_idx = np.concatenate([pend_idx, buf[perm[at:]]])
+            pend_x = np.concatenate([pend_x, frames[perm[at:]]])
         del frames
-        full = len(buf_idx) // batch_size * batch_size
-        for b in range(0, full, batch_size):
-            yield _make_batch(ds, buf_idx[b:b + batch_size], buf_x[b:b + batch_size])
-        pend_idx, pend_x = buf_idx[full:], buf_x[full:]
     if len(pend_idx) and not drop_last:
         yield _make_batch(ds, pend_idx, pend_x)
 

@@ -4,12 +4,12 @@ The real file is 21 GB, so nothing here reads X in full: labels and SNRs (a few
 MB) are read once and checked; frames are read on demand, as sorted index sets
 grouped into contiguous spans. Three ways to reach the frames, fastest first:
   * the file's X is contiguous and uncompressed (the real file and ours are):
-    memory-map it in place, no copy;
+    read it in place with positional reads at its byte offset, no conversion;
   * a one-time cache (`build_cache`) converted from a chunked/compressed file to
-    a .npy that is memory-mapped the same way;
+    a .npy that is read the same way;
   * plain h5py slice reads.
-Memory maps are opened per read and dropped after, so the resident set stays
-bounded by what one read returns, whatever the file's size.
+Nothing is memory-mapped, so the resident set stays bounded by what one read
+returns, whatever the file's size.
 """
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from .split import Split, make_split
 
 _SCAN_ROWS = 65536  # rows of Y/Z checked at a time
 _MAX_GAP = 64  # frames: read across gaps up to this long instead of seeking
+_FRAME_BYTES = FRAME_LENGTH * 2 * 4
 
 
 class DatasetError(ValueError):
@@ -36,24 +37,43 @@ class DatasetError(ValueError):
 
 
 # -- frame sources ----------------------------------------------------------------
-class _MemmapFrames:
-    """Frames as a raw little-endian float32 (N, 1024, 2) array at a byte offset of a file."""
+class _RawFrames:
+    """Frames as a raw little-endian float32 (N, 1024, 2) array at a byte offset of a file.
 
-    kind = "memmap"
+    Read with positional reads (os.preadv) straight into the output array, one call per
+    run of consecutive frames: no memory map, so nothing but the returned array counts
+    towards the process's resident memory, and reads from several threads are safe.
+    """
+
+    kind = "direct"
 
     def __init__(self, path: Path, offset: int, n: int):
         self.path, self.offset, self.n = path, offset, n
+        self.fd = os.open(path, os.O_RDONLY)
 
-    def read(self, idx: np.ndarray) -> np.ndarray:
-        mm = np.memmap(self.path, dtype="<f4", mode="r", offset=self.offset,
-                       shape=(self.n, FRAME_LENGTH, 2))
-        try:
-            return np.asarray(mm[idx], dtype=np.float32)
-        finally:
-            del mm  # unmap: pages read do not stay in this process's resident set
+    def read(self, idx: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Frames at sorted `idx`, into `out` (reused by the batch iterator) or a new array."""
+        if out is None or len(out) < len(idx):
+            out = np.empty((len(idx), FRAME_LENGTH, 2), np.float32)
+        out = out[:len(idx)]
+        if not len(idx):
+            return out
+        mv = memoryview(out).cast("B")
+        cuts = np.flatnonzero(np.diff(idx) != 1) + 1
+        starts = np.concatenate([[0], cuts]).tolist()
+        ends = np.concatenate([cuts, [len(idx)]]).tolist()
+        first = idx[starts].tolist()
+        for s, e, f in zip(starts, ends, first):
+            want = (e - s) * _FRAME_BYTES
+            got = os.preadv(self.fd, [mv[s * _FRAME_BYTES:e * _FRAME_BYTES]], self.offset + f * _FRAME_BYTES)
+            if got != want:
+                raise DatasetError(self.path, f"short read at frame {f}: truncated file?")
+        return out
 
     def close(self):
-        pass
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
 
 class _H5Frames:
@@ -64,8 +84,10 @@ class _H5Frames:
     def __init__(self, dset):
         self.dset = dset
 
-    def read(self, idx: np.ndarray) -> np.ndarray:
-        out = np.empty((len(idx), FRAME_LENGTH, 2), np.float32)
+    def read(self, idx: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        if out is None or len(out) < len(idx):
+            out = np.empty((len(idx), FRAME_LENGTH, 2), np.float32)
+        out = out[:len(idx)]
         if len(idx) == 0:
             return out
         cuts = np.flatnonzero(np.diff(idx) > _MAX_GAP) + 1
@@ -127,10 +149,10 @@ class RadioMLFile:
         X = f["X"]
         offset = X.id.get_offset()
         if X.chunks is None and X.compression is None and X.dtype == np.dtype("<f4") and offset is not None:
-            return _MemmapFrames(self.path, offset, self.n_frames)
+            return _RawFrames(self.path, offset, self.n_frames)
         if cache_dir is not None:
             cache = build_cache(self, Path(cache_dir), f)
-            return _MemmapFrames(cache, _npy_data_offset(cache), self.n_frames)
+            return _RawFrames(cache, _npy_data_offset(cache), self.n_frames)
         return _H5Frames(X)
 
     def read(self, idx) -> np.ndarray:

@@ -17,7 +17,7 @@ from .conftest import write_layout
 def test_reads_generated_file(small_file):
     with RadioMLFile(small_file) as ds:
         assert ds.layout.block == 8 and ds.n_frames == 24 * 26 * 8
-        assert ds.frames.kind == "memmap"
+        assert ds.frames.kind == "direct"
         np.testing.assert_array_equal(np.bincount(ds.labels), [26 * 8] * 24)
         assert sorted(set(ds.snrs.tolist())) == list(SNRS_DB)
         idx = np.array([4000, 3, 17, 3])
@@ -43,7 +43,7 @@ def test_hdf5_path_and_cache_agree(small_file, tmp_path):
         assert ds.frames.kind == "hdf5"
         np.testing.assert_array_equal(ds.frames.read(idx), ref[idx])
     with RadioMLFile(chunked, cache_dir=tmp_path / "cache") as ds:
-        assert ds.frames.kind == "memmap"
+        assert ds.frames.kind == "direct"
         np.testing.assert_array_equal(ds.frames.read(idx), ref[idx])
         cache = build_cache(ds, tmp_path / "cache")
         mtime = cache.stat().st_mtime_ns
