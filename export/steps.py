@@ -18,32 +18,19 @@ intermediate graph. Order and why:
 """
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
-import warnings
 from pathlib import Path
 
 import numpy as np
 
 from radioml.quant import InputQuant
-
-
-def _quiet():
-    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
-    stack = contextlib.ExitStack()
-    stack.enter_context(warnings.catch_warnings())
-    warnings.simplefilter("ignore")
-    stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
-    return stack
+from train.cost import quiet_export
 
 
 def finn_settings():
     """finn-plus needs its global settings even for pure graph transformations."""
-    from finn.util import settings
+    from build.finn_env import prepare
 
-    if getattr(settings, "_SETTINGS", None) is None:
-        settings.initialize_dummy_settings()
+    prepare()
 
 
 def save_step(model, cfg, index: int, name: str):
@@ -61,7 +48,7 @@ def step_export_qonnx(model, cfg):
     import torch
 
     path = Path(cfg.work_dir) / "model_qonnx.onnx"
-    with _quiet():
+    with quiet_export():
         export_qonnx(model, torch.zeros(1, 2, 1024), str(path), dynamo=False,
                      input_names=["input"], output_names=["logits"])
         m = cleanup_model(ModelWrapper(str(path)))
@@ -75,7 +62,7 @@ def step_export_qcdq(model, cfg) -> Path:
     import torch
 
     path = Path(cfg.work_dir) / "model_qcdq.onnx"
-    with _quiet():
+    with quiet_export():
         export_onnx_qcdq(model, torch.zeros(1, 2, 1024), str(path), dynamo=False,
                          input_names=["input"], output_names=["logits"],
                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},

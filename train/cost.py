@@ -83,16 +83,22 @@ def _masked(mod: nn.Module) -> list[str]:
     return [k[:-5] for k, _ in mod.named_buffers(recurse=False) if k.endswith("_mask")]
 
 
+@contextlib.contextmanager
+def quiet_export():
+    """Silence the ONNX exporters' progress prints and warnings (they go to stdout)."""
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        yield
+
+
 def export_qonnx_file(model: nn.Module, path: str | Path, input_shape=(1, 2, 1024)) -> Path:
     """Export a deployable copy of `model` to QONNX (TorchScript exporter: fast, quiet)."""
     from brevitas.export import export_qonnx
 
     path = Path(path)
-    m = deployable_copy(model)
-    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        export_qonnx(m, torch.zeros(*input_shape), str(path), dynamo=False)
+    with quiet_export():
+        export_qonnx(deployable_copy(model), torch.zeros(*input_shape), str(path), dynamo=False)
     return path
 
 
