@@ -195,10 +195,13 @@ def build(cfg: BuildConfig, steps=None, log=print) -> Path:
         rep = build_report(model, ctx)
         (work / "build_report.json").write_text(json.dumps(rep, indent=1))
         exp_io = json.loads((Path(cfg.export_dir) / "io.json").read_text())
-        bit = "bitfile/finn-accel.bit" if cfg.bitfile else None
+        bit = None
+        if cfg.bitfile:
+            bit = "bitfile/finn-accel.xclbin" if b.shell == "vitis_alveo" else "bitfile/finn-accel.bit"
         (work / "driver_io.json").write_text(json.dumps({
             "io_shape_dict": rep["io_shape_dict"], "input_quant": exp_io["input_quant"],
             "classes": exp_io["classes"], "bitfile": bit, "board": b.name,
+            "platform": "alveo" if b.shell == "vitis_alveo" else "zynq-iodma",
             "clock_ns": ctx.clock_ns, "export_dir": str(Path(cfg.export_dir).resolve())}, indent=1))
         log(format_report(rep))
         if out.exists():

@@ -40,7 +40,8 @@ def load_io(bundle_dir) -> dict:
 
 
 class PynqBackend:
-    """The real board: loads the bitfile, allocates DMA buffers, drives FINN's zynq-iodma engines."""
+    """The real board: loads the bitfile (Zynq) or xclbin (Alveo), allocates DMA buffers and drives
+    FINN's DMA engines: zynq-iodma registers on Zynq boards, the kernels' start/wait on Alveo."""
 
     def __init__(self, bundle_dir, io: dict):
         bundle_dir = Path(bundle_dir)
@@ -53,9 +54,9 @@ class PynqBackend:
             others = sorted(p.name for p in bundle_dir.rglob("*.bit"))
             raise DriverError(f"{bit}: bitfile missing (driver_io.json names {name!r}"
                               + (f"; the bundle has {', '.join(others)}" if others else "") + ")")
-        hwh = bit.with_suffix(".hwh")
-        if not hwh.is_file():
-            raise DriverError(f"{hwh}: hardware handoff file missing beside the bitfile")
+        self.alveo = io.get("platform") == "alveo"
+        if not self.alveo and not bit.with_suffix(".hwh").is_file():
+            raise DriverError(f"{bit.with_suffix('.hwh')}: hardware handoff file missing beside the bitfile")
         from pynq import Overlay, allocate  # only on the board
 
         self._allocate = allocate
@@ -69,6 +70,12 @@ class PynqBackend:
 
     def run(self, ibuf, obuf, batch: int) -> None:
         ibuf.flush()
+        if self.alveo:  # Vitis kernels: start the output first, then the input, wait for the output
+            handle = self.odma.start(obuf, batch)
+            self.idma.start(ibuf, batch)
+            handle.wait()
+            obuf.invalidate()
+            return
         for dma, buf in ((self.odma, obuf), (self.idma, ibuf)):
             dma.write(0x10, buf.device_address)
             dma.write(0x1C, batch)
