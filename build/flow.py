@@ -146,30 +146,71 @@ def step_codegen(model, ctx: Ctx):
 def step_bitfile(model, ctx: Ctx):
     """IP generation, FIFO sizing, stitching, synthesis, FINN's driver and the deployment package.
 
-    Vivado/Vitis only: runs in the Docker image of docker/ (docker/build_bitfile.sh).
+    The steps and their order are FINN's default flow (build_dataflow_config.default_build_dataflow_steps)
+    from step_generate_hardware on, including step_prepare_synthesis, which on Alveo inserts the
+    IODMAs and packages the Vitis kernels. Vivado/Vitis only: runs in the Docker image of docker/
+    (docker/build_bitfile.sh); Alveo also needs XRT and the Vitis platform (PLATFORM_REPO_PATHS).
     """
     require_vivado("bitfile generation (step_hw_ipgen .. step_synthesize_bitfile)")
+    refuse_runtime_weights(model)
     import finn.builder.build_dataflow_steps as S
     from finn.builder.build_dataflow_config import DataflowOutputType, ShellFlowType
 
+    alveo = ctx.board.shell == "vitis_alveo"
+    if alveo:
+        require_alveo_platform(ctx.board.vitis_platform)
     d = ctx.dcfg
-    d.shell_flow_type = ShellFlowType.VITIS_ALVEO if ctx.board.shell == "vitis_alveo" else ShellFlowType.VIVADO_ZYNQ
+    d.shell_flow_type = ShellFlowType.VITIS_ALVEO if alveo else ShellFlowType.VIVADO_ZYNQ
     d.vitis_platform = ctx.board.vitis_platform
     d.generate_outputs = [DataflowOutputType.ESTIMATE_REPORTS, DataflowOutputType.STITCHED_IP,
                           DataflowOutputType.BITFILE, DataflowOutputType.PYNQ_DRIVER,
                           DataflowOutputType.DEPLOYMENT_PACKAGE]
-    for step in (S.step_hw_codegen, S.step_hw_ipgen, S.step_set_fifo_depths, S.step_create_stitched_ip,
-                 S.step_synthesize_bitfile, S.step_make_driver, S.step_deployment_package):
-        model = step(model, d)
+    for step in BITFILE_STEPS:
+        model = getattr(S, step)(model, d)
     return model
+
+
+BITFILE_STEPS = ("step_generate_hardware", "step_create_stitched_ip", "step_prepare_synthesis",
+                 "step_synthesize_bitfile", "step_make_driver", "step_deployment_package")
+
+
+def refuse_runtime_weights(model) -> None:
+    """driver/ loads no runtime-writable weights; FINN forces them for weights in URAM (ram_style 'ultra')."""
+    from qonnx.custom_op.registry import getCustomOp
+
+    bad = []
+    for node in model.graph.node:
+        inst = getCustomOp(node)
+        types = inst.get_nodeattr_types()
+        if "runtime_writeable_weights" in types and (
+                inst.get_nodeattr("runtime_writeable_weights") or
+                ("ram_style" in types and inst.get_nodeattr("ram_style") == "ultra")):
+            bad.append(node.name)
+    if bad:
+        raise ValueError(f"{', '.join(bad)}: runtime-writable weights (ram_style 'ultra' needs them) are not "
+                         f"supported by driver/; set ram_style to 'block' or 'distributed' in the folding JSON")
+
+
+def require_alveo_platform(platform: str) -> None:
+    """Vitis links against the platform's .xpfm under PLATFORM_REPO_PATHS and needs XRT (XILINX_XRT)."""
+    repos = [p for p in os.environ.get("PLATFORM_REPO_PATHS", "").split(":") if p]
+    if not any(Path(r, platform).is_dir() for r in repos):
+        raise XilinxToolMissing(f"the Alveo build needs the Vitis platform {platform}: PLATFORM_REPO_PATHS "
+                                f"({':'.join(repos) or 'unset'}) has no {platform}/ (install it, e.g. under "
+                                f"/opt/xilinx/platforms)")
+    if not os.environ.get("XILINX_XRT") or not Path(os.environ["XILINX_XRT"]).is_dir():
+        raise XilinxToolMissing("the Alveo build needs XRT: source /opt/xilinx/xrt/setup.sh (XILINX_XRT is "
+                                f"{os.environ.get('XILINX_XRT') or 'unset'})")
 
 
 DEFAULT_STEPS = [step_load, step_to_hw, step_partition, step_specialize, step_folding, step_minimize, step_estimates]
 
 
 def build(cfg: BuildConfig, steps=None, log=print) -> Path:
-    """Run the flow into cfg.out (built in a temporary directory, renamed into place)."""
-    prepare()
+    """Run the flow into cfg.out (built in a temporary directory, renamed into place).
+
+    If a step after the first fails, the temporary directory is kept and BuildFailed names it.
+    """
     from .report import build_report, format_report
 
     b = board(cfg.board)
@@ -182,32 +223,66 @@ def build(cfg: BuildConfig, steps=None, log=print) -> Path:
         steps.append(step_codegen)
     if cfg.bitfile:
         steps.append(step_bitfile)
+    if cfg.bitfile:  # fail before hours of work, not after
+        require_vivado("bitfile generation (step_hw_ipgen .. step_synthesize_bitfile)")
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp", dir=out.parent))
     ctx = Ctx(cfg, b, work)
     (work / "intermediate_models").mkdir()
+    prepare(work / FINN_BUILD_SUBDIR)  # FINN's generated code and Vivado projects stay with the build
+    step = None
     try:
         model = None
         for i, step in enumerate(steps, start=1):
             log(f"[{i}/{len(steps)}] {step.__name__}")
             model = step(model, ctx)
             model.save(str(work / "intermediate_models" / f"{i:02d}_{step.__name__}.onnx"))
+        step = None
         model.save(str(work / "model_dataflow.onnx"))
         rep = build_report(model, ctx)
         (work / "build_report.json").write_text(json.dumps(rep, indent=1))
-        exp_io = json.loads((Path(cfg.export_dir) / "io.json").read_text())
-        bit = None
-        if cfg.bitfile:
-            bit = "bitfile/finn-accel.xclbin" if b.shell == "vitis_alveo" else "bitfile/finn-accel.bit"
-        (work / "driver_io.json").write_text(json.dumps({
-            "io_shape_dict": rep["io_shape_dict"], "input_quant": exp_io["input_quant"],
-            "classes": exp_io["classes"], "bitfile": bit, "board": b.name,
-            "platform": "alveo" if b.shell == "vitis_alveo" else "zynq-iodma",
-            "clock_ns": ctx.clock_ns, "export_dir": str(Path(cfg.export_dir).resolve())}, indent=1))
+        _write_driver_io(work, out, rep, ctx)
         log(format_report(rep))
         if out.exists():
             shutil.rmtree(out)
         os.replace(work, out)
-    finally:
-        if work.exists():
-            shutil.rmtree(work)
+    except BaseException as e:
+        if step is steps[0]:  # the inputs were rejected: nothing worth keeping
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+        where = f"{step.__name__}" if step else "writing the build's reports"
+        msg = (f"the build failed in {where} ({type(e).__name__}: {e}); its work directory is kept at {work} "
+               f"(FINN's generated code and Vivado/Vitis logs under {work / FINN_BUILD_SUBDIR})")
+        log(f"error: {msg}")
+        if isinstance(e, Exception):
+            raise BuildFailed(msg, work) from e
+        raise
     return out
+
+
+FINN_BUILD_SUBDIR = "finn_build"
+
+
+class BuildFailed(RuntimeError):
+    """A build step failed; `work` is the kept work directory."""
+
+    def __init__(self, msg: str, work: Path):
+        super().__init__(msg)
+        self.work = work
+
+
+def _write_driver_io(work: Path, out: Path, rep: dict, ctx: Ctx) -> None:
+    """driver_io.json: what driver/ needs on the board; paths relative to the bundle, so it can move."""
+    b, cfg = ctx.board, ctx.cfg
+    exp_io = json.loads((Path(cfg.export_dir) / "io.json").read_text())
+    bit = None
+    if cfg.bitfile:
+        found = sorted((work / "bitfile").glob("*.xclbin" if b.shell == "vitis_alveo" else "*.bit"))
+        if len(found) != 1:
+            raise RuntimeError(f"{work / 'bitfile'}: expected one bitfile from FINN, found "
+                               f"{', '.join(p.name for p in found) or 'none'}")
+        bit = found[0].relative_to(work).as_posix()  # bitfile/finn-accel.bit, Alveo bitfile/finn-accel-0.xclbin
+    (work / "driver_io.json").write_text(json.dumps({
+        "io_shape_dict": rep["io_shape_dict"], "input_quant": exp_io["input_quant"],
+        "classes": exp_io["classes"], "bitfile": bit, "board": b.name,
+        "platform": "alveo" if b.shell == "vitis_alveo" else "zynq-iodma", "clock_ns": ctx.clock_ns,
+        "export_dir": os.path.relpath(Path(cfg.export_dir).resolve(), out.resolve())}, indent=1))

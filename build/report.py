@@ -8,26 +8,56 @@ from pathlib import Path
 from .folding import balance
 
 
-def io_shapes(model) -> dict:
-    """FINN's io_shape_dict for the dataflow model: what the driver packs and unpacks."""
+def _dt_name(dt) -> str:
+    """FINN writes datatypes as "DataType['INT4']"; the driver reads plain names."""
+    s = str(dt)
+    return s[s.index("[") + 2:s.rindex("]") - 1] if s.startswith("DataType[") else s
+
+
+def _packed_shape(dt, folded) -> list:
+    """The packed byte shape of a folded tensor, computed as FINN's get_driver_shapes does."""
+    from finn.util.data_packing import finnpy_to_packed_bytearray
+    from qonnx.util.basic import gen_finn_dt_tensor
+
+    return list(finnpy_to_packed_bytearray(gen_finn_dt_tensor(dt, folded), dt).shape)
+
+
+def _dataflow_shapes(model) -> dict:
+    """The same dict for a dataflow model before IODMA insertion (an estimate-only build)."""
     from qonnx.custom_op.registry import getCustomOp
 
-    first, last = getCustomOp(model.graph.node[0]), getCustomOp(model.graph.node[-1])
-    idt, odt = first.get_input_datatype(), last.get_output_datatype()
+    i_name, o_name = model.graph.input[0].name, model.graph.output[0].name
+    first, last = getCustomOp(model.find_consumer(i_name)), getCustomOp(model.find_producer(o_name))
+    idt, odt = model.get_tensor_datatype(i_name), model.get_tensor_datatype(o_name)
+    ifold, ofold = tuple(first.get_folded_input_shape()), tuple(last.get_folded_output_shape())
+    return {"idt": [idt], "idma_names": ["idma0"], "ishape_normal": [tuple(model.get_tensor_shape(i_name))],
+            "ishape_folded": [ifold], "ishape_packed": [_packed_shape(idt, ifold)],
+            "odt": [odt], "odma_names": ["odma0"], "oshape_normal": [tuple(model.get_tensor_shape(o_name))],
+            "oshape_folded": [ofold], "oshape_packed": [_packed_shape(odt, ofold)]}
 
-    def packed(folded, dt):
-        return list(folded[:-1]) + [math.ceil(folded[-1] * dt.bitwidth() / 8)]
 
-    ifold, ofold = list(first.get_folded_input_shape()), list(last.get_folded_output_shape())
-    return {
-        "idt": [str(idt)], "odt": [str(odt)],
-        "ishape_normal": [list(first.get_normal_input_shape())], "ishape_folded": [ifold],
-        "ishape_packed": [packed(ifold, idt)],
-        "oshape_normal": [list(last.get_normal_output_shape())], "oshape_folded": [ofold],
-        "oshape_packed": [packed(ofold, odt)],
-        "input_dma_name": ["idma0"], "output_dma_name": ["odma0"], "number_of_external_weights": 0,
-        "num_inputs": 1, "num_outputs": 1,
-    }
+def io_shapes(model, alveo: bool = False) -> dict:
+    """FINN's io_shape_dict (finn.util.basic.get_driver_shapes): what the driver packs and unpacks.
+
+    After synthesis the model is FINN's parent graph of StreamingDataflowPartitions with IODMAs,
+    read by get_driver_shapes itself; an estimate-only build stops at the dataflow graph, whose
+    first and last layers give the same shapes. DMA names: Zynq `idma0`/`odma0` (MakeZYNQProject),
+    Alveo the Vitis compute units `idma_0`/`odma_0` (VitisLinkConfiguration), which FINN does not
+    record on the partition nodes.
+    """
+    if model.get_nodes_by_op_type("StreamingDataflowPartition"):
+        from finn.util.basic import get_driver_shapes
+
+        d = get_driver_shapes(model)
+    else:
+        d = _dataflow_shapes(model)
+    for key, prefix in (("idma_names", "idma"), ("odma_names", "odma")):
+        d[key] = [f"{prefix}_{i}" if alveo else (n or f"{prefix}{i}") for i, n in enumerate(d[key])]
+    out = {k: ([_dt_name(x) for x in v] if k in ("idt", "odt") else
+               [[int(n) for n in s] for s in v] if k.startswith(("ishape", "oshape")) else list(v))
+           for k, v in d.items()}
+    out.update(num_inputs=len(out["idt"]), num_outputs=len(out["odt"]), number_of_external_weights=0)
+    return out
 
 
 def build_report(model, ctx) -> dict:
@@ -47,13 +77,13 @@ def build_report(model, ctx) -> dict:
     fps = 1e9 / clock_ns / perf["max_cycles"]
     layers = [{"node": n, "cycles": c, **{k: res.get(n, {}).get(k, 0) for k in total}} for n, c in cycles.items()]
     return {
-        "board": ctx.board.to_dict(), "clock_ns": clock_ns, "target_fps": ctx.cfg.target_fps,
-        "folding": ctx.cfg.folding, "estimated_fps": fps, "meets_target": fps >= ctx.cfg.target_fps,
+        "board": ctx.board.to_dict(), "clock_ns": clock_ns, "target_fps": ctx.target_fps,
+        "folding": ctx.cfg.folding, "estimated_fps": fps, "meets_target": fps >= ctx.target_fps,
         "estimated_latency_us": perf["critical_path_cycles"] * clock_ns / 1e3,
         "max_cycles": perf["max_cycles"], "bottleneck": perf["max_cycles_node_name"],
         "balance": balance(cycles), "resources": total, "utilisation": util,
         "fits": all(u <= 1.0 for u in util.values()), "layers": layers,
-        "io_shape_dict": io_shapes(model), **ctx.notes,
+        "io_shape_dict": io_shapes(model, alveo=ctx.board.shell == "vitis_alveo"), **ctx.notes,
     }
 
 
@@ -66,7 +96,7 @@ def format_report(r: dict) -> str:
                      f"{layer['URAM']:>6.0f}{layer['DSP']:>6.0f}")
     t, u = r["resources"], r["utilisation"]
     lines += [
-        f"estimated {r['estimated_fps']:,.0f} frames/s (target {r['target_fps']:,}: "
+        f"estimated {r['estimated_fps']:,.0f} frames/s (target {r['target_fps']:,.0f}: "
         f"{'met' if r['meets_target'] else 'NOT met'}), latency {r['estimated_latency_us']:.1f} us, "
         f"bottleneck {r['bottleneck']} ({r['max_cycles']} cycles), pipeline utilisation "
         f"{r['balance']['mean_utilisation']:.0%}",
