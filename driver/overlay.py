@@ -41,9 +41,17 @@ def load_io(bundle_dir) -> dict:
 
 class PynqBackend:
     """The real board: loads the bitfile (Zynq) or xclbin (Alveo), allocates DMA buffers and drives
-    FINN's DMA engines: zynq-iodma registers on Zynq boards, the kernels' start/wait on Alveo."""
+    FINN's DMA engines as FINN's own driver (finn-plus-driver's FINNDMAOverlay) does.
 
-    def __init__(self, bundle_dir, io: dict):
+    Zynq (platform zynq-iodma): cacheable buffers, flushed before and invalidated after a run; the
+    output DMA must be idle (ap_idle, bit 2 of register 0x00) before a start; each IODMA gets the
+    buffer address (low word 0x10, high word 0x14), the frame count (0x1C) and ap_start (0x00 = 1),
+    the output DMA first; then ap_done (bit 1 of 0x00) of the output DMA is polled, with a timeout.
+    Alveo: non-cacheable buffers synced with flush/invalidate, the input kernel started before the
+    output kernel, whose completion is awaited (with the same timeout).
+    """
+
+    def __init__(self, bundle_dir, io: dict, timeout_s: float = 10.0, timeout_s_per_frame: float = 1e-3):
         bundle_dir = Path(bundle_dir)
         name = io.get("bitfile")
         if not name:
@@ -51,7 +59,7 @@ class PynqBackend:
                               f"build with --bitfile in docker/, or validate with --emulate)")
         bit = bundle_dir / name
         if not bit.is_file():
-            others = sorted(p.name for p in bundle_dir.rglob("*.bit"))
+            others = sorted(p.name for p in bundle_dir.rglob("*.bit")) + sorted(p.name for p in bundle_dir.rglob("*.xclbin"))
             raise DriverError(f"{bit}: bitfile missing (driver_io.json names {name!r}"
                               + (f"; the bundle has {', '.join(others)}" if others else "") + ")")
         self.alveo = io.get("platform") == "alveo"
@@ -60,29 +68,62 @@ class PynqBackend:
         from pynq import Overlay, allocate  # only on the board
 
         self._allocate = allocate
+        self.timeout_s, self.timeout_s_per_frame = timeout_s, timeout_s_per_frame
         self.ol = Overlay(str(bit))
         d = io["io_shape_dict"]
-        self.idma = getattr(self.ol, d["input_dma_name"][0])
-        self.odma = getattr(self.ol, d["output_dma_name"][0])
+        self.idma_name = d.get("idma_names", d.get("input_dma_name"))[0]
+        self.odma_name = d.get("odma_names", d.get("output_dma_name"))[0]
+        for dma in (self.idma_name, self.odma_name):
+            if not hasattr(self.ol, dma):
+                raise DriverError(f"{bit}: the overlay has no DMA engine {dma!r} (driver_io.json and bitfile "
+                                  f"from different builds?)")
+        self.idma = getattr(self.ol, self.idma_name)
+        self.odma = getattr(self.ol, self.odma_name)
 
     def allocate(self, shape):
-        return self._allocate(shape=tuple(shape), dtype=np.uint8)
+        # FINN's driver: cacheable buffers on Zynq (explicit flush/invalidate), device buffers on Alveo
+        return self._allocate(shape=tuple(shape), dtype=np.uint8, cacheable=not self.alveo)
+
+    def _timeout(self, batch: int) -> float:
+        return self.timeout_s + self.timeout_s_per_frame * batch
 
     def run(self, ibuf, obuf, batch: int) -> None:
         ibuf.flush()
-        if self.alveo:  # Vitis kernels: start the output first, then the input, wait for the output
-            handle = self.odma.start(obuf, batch)
-            self.idma.start(ibuf, batch)
+        if self.alveo:
+            self._run_alveo(ibuf, obuf, batch)
+        else:
+            self._run_zynq(ibuf, obuf, batch)
+        obuf.invalidate()
+
+    def _run_alveo(self, ibuf, obuf, batch):
+        self.idma.start(ibuf, batch)
+        handle = self.odma.start(obuf, batch)
+        if not hasattr(handle, "done"):  # a PYNQ whose wait handle cannot be polled: no timeout possible
             handle.wait()
-            obuf.invalidate()
             return
+        deadline = time.monotonic() + self._timeout(batch)
+        while not handle.done:
+            if time.monotonic() > deadline:
+                raise DriverError(f"{self.odma_name} did not finish a batch of {batch} frames within "
+                                  f"{self._timeout(batch):.1f} s: accelerator stalled")
+            time.sleep(1e-4)
+        handle.wait()
+
+    def _run_zynq(self, ibuf, obuf, batch):
+        if self.odma.read(0x00) & 0x4 == 0:
+            raise DriverError(f"{self.odma_name} is not idle (ap_idle clear): a previous run did not finish; "
+                              f"reload the overlay")
         for dma, buf in ((self.odma, obuf), (self.idma, ibuf)):
-            dma.write(0x10, buf.device_address)
+            addr = int(buf.device_address)
+            dma.write(0x10, addr & 0xFFFFFFFF)
+            dma.write(0x14, (addr >> 32) & 0xFFFFFFFF)
             dma.write(0x1C, batch)
             dma.write(0x00, 1)
+        deadline = time.monotonic() + self._timeout(batch)
         while self.odma.read(0x00) & 0x2 == 0:  # ap_done
-            pass
-        obuf.invalidate()
+            if time.monotonic() > deadline:
+                raise DriverError(f"{self.odma_name} raised no ap_done for a batch of {batch} frames within "
+                                  f"{self._timeout(batch):.1f} s: accelerator stalled (wrong bitfile or clock?)")
 
 
 class AMCOverlay:

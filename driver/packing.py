@@ -10,6 +10,9 @@ the elements and/or the bytes reversed. FINN builds the word bit by bit
 operations per value. Works on numpy 1.x (PYNQ images) and 2.x; imports nothing else.
 
 Datatypes: INTn / UINTn (n <= 64), BINARY, BIPOLAR, FLOAT32 (names as FINN's DataType).
+`unpack` returns float32 like FINN where float32 is exact (INTn up to n = 25, UINTn up to n = 24,
+BINARY, BIPOLAR, FLOAT32) and exact integers beyond: int64 (uint64 for UINT64); FINN's own
+unpacking goes through float32 there and rounds values above 2**24.
 """
 from __future__ import annotations
 
@@ -69,15 +72,30 @@ def _codes(x: np.ndarray, dt: DType, width: int) -> np.ndarray:
     return u
 
 
+FLOAT32_EXACT_BITS = 24  # float32 has a 24-bit significand: every integer of magnitude <= 2**24 is exact
+
+
+def value_dtype(dtype) -> np.dtype:
+    """The numpy type `unpack` returns for a FINN datatype: float32 where float32 holds every value
+    exactly (FINN's own choice), int64 for wider integers, uint64 for UINT64."""
+    dt = DType(str(dtype))
+    if dt.kind != "int" or dt.bits - (1 if dt.signed else 0) <= FLOAT32_EXACT_BITS:
+        return np.dtype(np.float32)
+    return np.dtype(np.uint64 if dt.bits == 64 and not dt.signed else np.int64)
+
+
 def _values(codes: np.ndarray, dt: DType) -> np.ndarray:
-    """Bit patterns -> float32 values (sign-extended for signed types, -1/+1 for BIPOLAR)."""
+    """Bit patterns -> values (sign-extended for signed types, -1/+1 for BIPOLAR), as value_dtype(dt)."""
+    out = value_dtype(dt.name)
     if dt.kind == "bipolar":
         return codes.astype(np.float32) * 2 - 1
-    if dt.signed and dt.bits < 64:
+    if dt.signed and dt.bits == 64:
+        return np.ascontiguousarray(codes.astype(np.uint64)).view(np.int64)
+    if dt.signed:
         it = np.dtype(f"i{_container(dt.bits + 1) // 8}")
         sign = it.type(1 << (dt.bits - 1))
-        return ((codes.astype(it) ^ sign) - sign).astype(np.float32)
-    return codes.astype(np.float32)
+        return ((codes.astype(it) ^ sign) - sign).astype(out)
+    return codes.astype(out)
 
 
 def _layout(b: int):
@@ -160,7 +178,7 @@ def pack(x: np.ndarray, dtype, reverse_inner: bool = True, reverse_endian: bool 
 
 
 def unpack(p: np.ndarray, dtype, shape, reverse_inner: bool = True, reverse_endian: bool = True) -> np.ndarray:
-    """packed_bytearray_to_finnpy: uint8 words back to float32 values of `shape`."""
+    """packed_bytearray_to_finnpy: uint8 words back to values of `shape` (dtype: value_dtype(dtype))."""
     dt = DType(str(dtype))
     p = np.asarray(p)
     if p.dtype != np.uint8:

@@ -29,7 +29,11 @@ def validate(bundle, data, batch_size=1024, emulate=False, export_dir=None, snrs
     if emulate:
         from .emulate import EmulatedBackend
 
-        backend = EmulatedBackend(export_dir or io.get("export_dir"), io)
+        if export_dir is None and io.get("export_dir"):  # written relative to the bundle
+            export_dir = Path(bundle) / io["export_dir"]
+        if export_dir is None:
+            raise DriverError(f"{Path(bundle) / 'driver_io.json'}: names no export directory; pass --export DIR")
+        backend = EmulatedBackend(export_dir, io)
     else:
         backend = None
     with RadioMLFile(data) as ds:
@@ -41,7 +45,8 @@ def validate(bundle, data, batch_size=1024, emulate=False, export_dir=None, snrs
         batch_size = min(batch_size, len(idx))
         acc = AMCOverlay(bundle, batch_size, backend=backend)
         ys, ps, ss, t_dev, t_all = [], [], [], 0.0, 0.0
-        for b in iter_batches(ds, idx, batch_size):
+        # one batch in memory at a time (a Pynq-Z2 has 512 MB of DRAM): peak memory scales with batch_size
+        for b in iter_batches(ds, idx, batch_size, buffer_frames=batch_size):
             t0 = time.perf_counter()
             q = acc.quantize(b.x)
             if len(q) < batch_size:

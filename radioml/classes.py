@@ -3,6 +3,8 @@
 The dataset's own classes.txt lists another order, which is wrong; this is the
 order of the ITU-ML5G-PS-007 sandbox, verified against the file's one-hot rows.
 """
+from __future__ import annotations
+
 CLASSES: tuple[str, ...] = (
     "OOK", "4ASK", "8ASK", "BPSK", "QPSK", "8PSK", "16PSK", "32PSK",
     "16APSK", "32APSK", "64APSK", "128APSK", "16QAM", "32QAM", "64QAM",

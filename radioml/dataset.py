@@ -123,7 +123,12 @@ class RadioMLFile:
     """
 
     def __init__(self, path: str | os.PathLike, cache_dir: str | os.PathLike | None = None):
-        import h5py
+        try:
+            import h5py
+        except ImportError:
+            raise DatasetError(path, "reading it needs h5py, which is not installed: on a PYNQ board run "
+                                     "`sudo apt-get install python3-h5py` (or `sudo python3 -m pip install h5py`)"
+                               ) from None
 
         self.path = Path(path)
         if not self.path.is_file():

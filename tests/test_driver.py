@@ -1,9 +1,11 @@
 """Driver: packing equals FINN's reference bit for bit; emulated runs match PyTorch; error cases."""
 import json
 import os
+import random
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +17,7 @@ from build.config import BuildConfig
 from build.finn_env import prepare
 from build.flow import build
 from driver.overlay import AMCOverlay, DriverError, PynqBackend, load_io
-from driver.packing import pack, unpack
+from driver.packing import pack, unpack, value_dtype
 from driver.validate import validate
 from export.config import ExportConfig
 from export.load import load_model
@@ -55,9 +57,34 @@ def test_pack_unpack_equal_finn_and_round_trip(case):
     ours = pack(x, name, rev_inner, rev_endian)
     assert ours.dtype == np.uint8 and np.array_equal(ours, ref)
     back = unpack(ours, name, x.shape, rev_inner, rev_endian)
-    assert back.dtype == np.float32 and np.array_equal(back, x)
+    assert back.dtype == value_dtype(name) and np.array_equal(back, x)
     ref_back = packed_bytearray_to_finnpy(ref, DataType[name], x.shape, reverse_inner=rev_inner, reverse_endian=rev_endian)
     assert np.array_equal(np.asarray(ref_back, np.float32), back)
+
+
+def _reference_pack(codes, bits):
+    """Python-integer packing: element k at bits k*b.., little-endian bytes (FINN's reverse_inner/_endian)."""
+    nbytes = -(-codes.shape[-1] * bits // 8)
+    rows = [sum(int(c) << (k * bits) for k, c in enumerate(row)).to_bytes(nbytes, "little")
+            for row in codes.reshape(-1, codes.shape[-1])]
+    return np.frombuffer(b"".join(rows), np.uint8).reshape(*codes.shape[:-1], nbytes)
+
+
+@pytest.mark.parametrize("name", ["INT26", "INT32", "UINT32", "INT33", "INT48", "UINT48", "INT63", "INT64", "UINT64"])
+def test_wide_integers_pack_and_unpack_exactly(name):
+    bits, signed = int(name.lstrip("UINT")), not name.startswith("U")
+    lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+    rng = random.Random(bits)
+    vals = [lo, hi, lo + 1, hi - 1, 0, 1, (1 << 24) + 1, hi - 12345, lo + 99991 if signed else (1 << 24) + 3]
+    vals += [rng.randint(lo, hi) for _ in range(39)]  # 48 values, most far above float32's 2**24
+    x = np.array(vals, dtype=np.uint64 if name == "UINT64" else np.int64).reshape(2, -1)
+    codes = [v & ((1 << bits) - 1) for v in x.ravel().tolist()]
+    ref = _reference_pack(np.array(codes, dtype=object).reshape(x.shape), bits)
+    packed = pack(x, name)
+    assert np.array_equal(packed, ref)
+    back = unpack(packed, name, x.shape)
+    assert back.dtype == (np.uint64 if name == "UINT64" else np.int64)
+    assert back.tolist() == x.tolist()  # exact, as Python integers
 
 
 def test_unpack_rejects_wrong_sizes():
@@ -147,3 +174,174 @@ def test_driver_imports_without_torch_or_pynq():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        env={**os.environ, "PYTHONPATH": os.getcwd()})
     assert r.stdout.strip() == "ok", r.stderr
+
+
+# -- the board path: PynqBackend's real register sequence against a register-level pynq stand-in --------
+STANDIN = Path(__file__).resolve().parent / "pynq_standin"
+
+
+@pytest.fixture
+def pynq_standin(monkeypatch):
+    monkeypatch.syspath_prepend(str(STANDIN))
+    sys.modules.pop("pynq", None)
+    import pynq
+
+    assert Path(pynq.__file__).parent.parent == STANDIN
+    pynq.DEVICE.reset()
+    yield pynq
+    sys.modules.pop("pynq", None)
+
+
+def _board_bundle(b, exp, dest, alveo: bool):
+    """The estimate bundle turned into what a --bitfile build leaves (bitfile names as FINN writes them)."""
+    from driver.emulate import EmulatedBackend
+
+    shutil.copytree(b, dest)
+    io = json.loads((dest / "driver_io.json").read_text())
+    (dest / "bitfile").mkdir()
+    d = io["io_shape_dict"]
+    if alveo:
+        io.update(platform="alveo", bitfile="bitfile/finn-accel-0.xclbin")
+        d.update(idma_names=["idma_0"], odma_names=["odma_0"])
+        (dest / io["bitfile"]).write_bytes(b"xclbin")
+    else:
+        io["bitfile"] = "bitfile/finn-accel.bit"
+        (dest / io["bitfile"]).write_bytes(b"bit")
+        (dest / "bitfile/finn-accel.hwh").write_text("<hwh/>")
+    (dest / "driver_io.json").write_text(json.dumps(io))
+    emu = EmulatedBackend(exp, io)
+
+    def compute(x, n):  # the accelerator: packed input bytes in, packed output bytes out
+        out = np.zeros([n] + list(d["oshape_packed"][0][1:]), np.uint8)
+        emu.run(x, out, n)
+        return out
+    return dest, io, compute
+
+
+@pytest.mark.parametrize("alveo", [False, True], ids=["zynq", "alveo"])
+def test_pynq_backend_register_sequence_matches_finn_driver(bundle, tmp_path, pynq_standin, alveo):
+    root, exp, b = bundle
+    from driver.emulate import EmulatedBackend
+
+    dest, io, compute = _board_bundle(b, exp, tmp_path / "board", alveo)
+    pynq_standin.DEVICE.compute = compute
+    ol = AMCOverlay(dest, 8, backend=PynqBackend(dest, io))
+    allocs = [e for e in pynq_standin.DEVICE.log if e[0] == "allocate"]
+    # FINN's driver: cacheable buffers on Zynq, device (non-cacheable) buffers on Alveo
+    assert [a[3] for a in allocs] == [not alveo, not alveo] and [a[1] for a in allocs] == [ol.ishape_packed, ol.oshape_packed]
+    frames = np.random.default_rng(3).standard_normal((8, 2, 1024)).astype(np.float32)
+    start = len(pynq_standin.DEVICE.log)
+    scores, _ = ol.classify(frames)
+    log = pynq_standin.DEVICE.log[start:]
+    ia, oa = int(ol.ibuf.device_address), int(ol.obuf.device_address)
+    assert ia >> 32 and oa >> 32  # buffers above 4 GiB: the high address word matters
+    if alveo:  # FINN: input kernel first, then the output kernel, whose completion is awaited
+        assert log == [("flush", ia), ("start", "idma_0", ia, 8), ("start", "odma_0", oa, 8), ("invalidate", oa)]
+    else:  # FINN's execute_on_buffers + wait_until_finished for zynq-iodma
+        want = [("flush", ia), ("read", "odma0", 0)]
+        for name, addr in (("odma0", oa), ("idma0", ia)):
+            want += [("write", name, 0x10, addr & 0xFFFFFFFF), ("write", name, 0x14, addr >> 32),
+                     ("write", name, 0x1C, 8), ("write", name, 0x00, 1)]
+        want += [("read", "odma0", 0), ("invalidate", oa)]
+        assert log == want
+    ref = AMCOverlay(b, 8, backend=EmulatedBackend(exp, load_io(b))).classify(frames)[0]
+    assert np.array_equal(scores, ref)
+
+
+def test_pynq_backend_refuses_busy_dma_and_times_out(bundle, tmp_path, pynq_standin):
+    root, exp, b = bundle
+    dest, io, compute = _board_bundle(b, exp, tmp_path / "board", alveo=False)
+    pynq_standin.DEVICE.compute = compute
+    ol = AMCOverlay(dest, 4, backend=PynqBackend(dest, io, timeout_s=0.2, timeout_s_per_frame=0.0))
+    x = np.zeros(ol.ishape_normal, np.float32)
+    pynq_standin.DEVICE.busy = True
+    with pytest.raises(DriverError, match="odma0 is not idle"):
+        ol.execute(x)
+    pynq_standin.DEVICE.busy, pynq_standin.DEVICE.hang = False, True
+    with pytest.raises(DriverError, match=r"odma0 raised no ap_done for a batch of 4 frames within 0.2 s"):
+        ol.execute(x)
+    adest, aio, acompute = _board_bundle(b, exp, tmp_path / "alveo", alveo=True)
+    pynq_standin.DEVICE.reset()
+    pynq_standin.DEVICE.compute, pynq_standin.DEVICE.hang = acompute, True
+    aol = AMCOverlay(adest, 4, backend=PynqBackend(adest, aio, timeout_s=0.2, timeout_s_per_frame=0.0))
+    with pytest.raises(DriverError, match="odma_0 did not finish a batch of 4 frames"):
+        aol.execute(x)
+
+
+def test_validate_on_the_board_path_equals_emulation(bundle, tmp_path, small_file, pynq_standin):
+    root, exp, b = bundle
+    dest, io, compute = _board_bundle(b, exp, tmp_path / "board", alveo=False)
+    pynq_standin.DEVICE.compute = compute
+    board = validate(dest, small_file, batch_size=100, log=lambda *_: None)
+    emulated = validate(b, small_file, batch_size=100, emulate=True, log=lambda *_: None)
+    assert board["emulated"] is False and board["frames"] == emulated["frames"] == 624
+    assert board["predictions"] == emulated["predictions"]
+
+
+def test_bundle_names_its_export_relative_to_itself(bundle, tmp_path, small_file):
+    root, exp, b = bundle
+    io = load_io(b)
+    assert not Path(io["export_dir"]).is_absolute() and (Path(b) / io["export_dir"]).resolve() == Path(exp).resolve()
+    moved = tmp_path / "moved"
+    shutil.copytree(root, moved, ignore=shutil.ignore_patterns("model.pt"))
+    m = validate(moved / "build", small_file, batch_size=200, emulate=True, limit=50, log=lambda *_: None)
+    assert m["frames"] == 50
+
+
+def test_validate_holds_one_batch_of_frames_at_a_time(bundle, small_file):
+    """Peak traced memory scales with the batch (not a 65,536-frame read buffer)."""
+    import tracemalloc
+
+    root, exp, b = bundle
+    peaks = {}
+    for bs in (1, 64, 512):
+        validate(b, small_file, batch_size=bs, emulate=True, export_dir=exp, log=lambda *_: None)  # warm
+        tracemalloc.start()
+        validate(b, small_file, batch_size=bs, emulate=True, export_dir=exp, log=lambda *_: None)
+        peaks[bs] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    frame = 1024 * 2 * 4  # one float32 frame
+    assert peaks[1] < 2 * 2**20, peaks  # the 624 test frames at once would be 5 MB
+    assert peaks[512] >= 512 * frame, peaks  # a batch of float frames is held
+    for bs, peak in peaks.items():
+        assert peak <= 2 * 2**20 + 6 * bs * frame, peaks
+
+
+def _python38():
+    for cand in [os.environ.get("AMC_PYTHON38", "")] + sorted(Path.home().glob(".pyenv/versions/3.8*/bin/python3.8")):
+        if cand and Path(cand).is_file():
+            return str(cand)
+    return shutil.which("python3.8")
+
+
+@pytest.mark.slow
+def test_driver_and_radioml_run_on_a_pynq_image_python(tmp_path, small_file):
+    """PYNQ 2.7 images: Python 3.8, numpy 1.x, maybe no h5py. Import, pack/unpack and read the data there."""
+    py = _python38()
+    if py is None:
+        pytest.skip("no Python 3.8 interpreter here (set AMC_PYTHON38)")
+    venv = tmp_path / "py38"
+    subprocess.run([py, "-m", "venv", str(venv)], check=True)
+    r = subprocess.run([str(venv / "bin/pip"), "install", "-q", "numpy<2", "h5py<3.12"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    code = ("import sys; sys.modules['pynq'] = None\n"
+            "import numpy as np, radioml.classes, radioml.quant, radioml.split, radioml.batches, radioml.metrics\n"
+            "import driver.overlay, driver.packing, driver.validate\n"
+            "from radioml.dataset import RadioMLFile\n"
+            "from driver.packing import pack, unpack\n"
+            "x = np.arange(-8, 8).reshape(2, 8)\n"
+            "assert (unpack(pack(x, 'INT4'), 'INT4', x.shape) == x).all()\n"
+            "w = np.array([[-2**47, 2**47 - 1, 12345678901]])\n"
+            "assert unpack(pack(w, 'INT48'), 'INT48', w.shape).tolist() == w.tolist()\n"
+            "with RadioMLFile(sys.argv[1]) as ds: print(sys.version_info[:2], np.__version__, len(ds.split().test))\n")
+    r = subprocess.run([str(venv / "bin/python"), "-c", code, str(small_file)], capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split()[:3] == ["(3,", "8)", r.stdout.split()[2]] and r.stdout.split()[2].startswith("1.")
+    assert r.stdout.split()[3] == "624"
+    nohdf = ("import sys; sys.modules['h5py'] = None\n"
+             "from radioml.dataset import RadioMLFile, DatasetError\n"
+             "try:\n    RadioMLFile(sys.argv[1])\nexcept DatasetError as e:\n    print(e)\n")
+    r = subprocess.run([str(venv / "bin/python"), "-c", nohdf, str(small_file)], capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert f"{small_file}: reading it needs h5py" in r.stdout and "apt-get install python3-h5py" in r.stdout, r.stderr
