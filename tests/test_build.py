@@ -107,3 +107,170 @@ def test_dockerfile_and_entry_script_lint_clean_and_script_runs_to_vivado_check(
     assert "torch==2.13.0" in text and "--no-deps -r requirements-finn.txt" in text and "finn deps update" in text
     for path in ("requirements.txt", "requirements-finn.txt", "docker/build_bitfile.sh"):
         assert (ROOT / path).exists()
+
+
+# -- the bitfile path (issue 10): what can be checked without Vivado ------------------------------------
+def test_codegen_generates_hls_and_rtl_sources_for_every_layer_on_the_host(tmp_path, export_dir):
+    out = build(BuildConfig(export_dir=str(export_dir), out=str(tmp_path / "cg"), target_fps=20_000, codegen=True),
+                log=lambda *_: None)
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.custom_op.registry import getCustomOp
+
+    model = ModelWrapper(str(out / "model_dataflow.onnx"))
+    assert len(model.graph.node) >= 20
+    for node in model.graph.node:
+        gen = getCustomOp(node).get_nodeattr("code_gen_dir_ipgen")
+        assert "/finn_build/" in gen, (node.name, gen)  # FINN_BUILD_DIR is the build's own finn_build/
+        where = out / "finn_build" / gen.split("/finn_build/", 1)[1]
+        files = {p.suffix for p in where.iterdir()}
+        if node.op_type.endswith("_hls"):
+            assert ".cpp" in files and ".tcl" in files, (node.name, files)
+            tcl = next(where.glob("hls_syn_*.tcl")).read_text()
+            assert "$::env(FINN_CUSTOM_HLS)" in tcl  # read when Vitis HLS runs: prepare() sets it
+        else:
+            assert files & {".v", ".sv"}, (node.name, files)
+
+
+def test_prepare_sets_finn_environment_like_finn_cli(tmp_path, monkeypatch):
+    from finn.util.basic import make_build_dir
+    from finn.util.settings import get_settings
+
+    from build.finn_env import prepare
+
+    monkeypatch.delenv("XILINX_LOCAL_USER_DATA", raising=False)
+    d = prepare(tmp_path / "fb")
+    assert d == tmp_path / "fb" and d.is_dir() and os.environ["FINN_BUILD_DIR"] == str(d)
+    assert get_settings().finn_build_dir == d and Path(make_build_dir("x_")).parent == d
+    assert Path(os.environ["FINN_CUSTOM_HLS"], "tmrc1.h").is_file() or any(Path(os.environ["FINN_CUSTOM_HLS"]).iterdir())
+    assert Path(os.environ["FINN_RTLLIB"], "fifo/hdl/fifo.sv").is_file()
+    assert os.environ["XILINX_LOCAL_USER_DATA"] == "no"
+    vivado = tmp_path / "Xilinx/Vivado/2024.2"
+    vivado.mkdir(parents=True)
+    env = {**os.environ, "XILINX_VIVADO": str(vivado), "XILINX_HLS": str(tmp_path / "Xilinx/Vitis/2024.2"),
+           "LD_LIBRARY_PATH": "/usr/local/lib", "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, "-m", "build.finn_env", "ld-library-path"], capture_output=True, text=True, env=env)
+    assert r.stdout.strip().split(":") == ["/lib/x86_64-linux-gnu/", f"{vivado}/lib/lnx64.o",
+                                           f"{tmp_path}/Xilinx/Vitis/2024.2/lnx64/tools/fpo_v7_1", "/usr/local/lib"]
+    prepare(tmp_path / "fb")  # back to this session's settings for the other tests
+
+
+def test_fetch_deps_runs_without_vivado_or_a_terminal(tmp_path):
+    defs = tmp_path / "deps.yaml"
+    defs.write_text("git_deps: {}\nboardfile_deps: {}\ndirect_download_deps: {}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("XILINX", "FINN"))}
+    env.update(PYTHONPATH=str(ROOT), FINN_SETTINGS=str(tmp_path / "no-settings.yaml"), HOME=str(tmp_path))
+    r = subprocess.run([sys.executable, "-m", "build.finn_env", "fetch-deps", str(tmp_path / "deps"),
+                        "--definitions", str(defs)], capture_output=True, text=True, env=env,
+                       stdin=subprocess.DEVNULL, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"finn-plus dependencies in {tmp_path / 'deps'}" in r.stdout and (tmp_path / "deps").is_dir()
+    # FINN's own command, as the old Dockerfile ran it, fails both ways
+    finn = Path(sys.executable).parent / "finn"
+    r = subprocess.run([str(finn), "deps", "update", str(tmp_path / "d2")], capture_output=True, text=True, env=env,
+                       stdin=subprocess.DEVNULL, timeout=120)
+    assert "unexpected extra argument" in r.stdout + r.stderr
+
+
+def _as_after_zynq_build(model_path, part_dir):
+    """The parent graph ZynqBuild leaves: its graph transforms before Vivado, MakeZYNQProject's names."""
+    from finn.transformation.fpgadataflow.create_dataflow_partition import CreateDataflowPartition
+    from finn.transformation.fpgadataflow.floorplan import Floorplan
+    from finn.transformation.fpgadataflow.insert_dwc import InsertDWC
+    from finn.transformation.fpgadataflow.insert_iodma import InsertIODMA
+    from finn.transformation.fpgadataflow.specialize_layers import SpecializeLayers
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.custom_op.registry import getCustomOp
+    from qonnx.transformation.general import GiveReadableTensorNames, GiveUniqueNodeNames
+
+    model = ModelWrapper(str(model_path))
+    for t in (InsertIODMA(64), InsertDWC(), SpecializeLayers("xczu7ev-ffvc1156-2-e"), Floorplan(),
+              CreateDataflowPartition(partition_model_dir=str(part_dir))):
+        model = model.transform(t).transform(GiveUniqueNodeNames()).transform(GiveReadableTensorNames())
+    sdps = model.get_nodes_by_op_type("StreamingDataflowPartition")
+    getCustomOp(sdps[0]).set_nodeattr("instance_name", "idma0")
+    getCustomOp(sdps[-1]).set_nodeattr("instance_name", "odma0")
+    return model
+
+
+def test_io_shapes_after_synthesis_come_from_finn_get_driver_shapes(tmp_path, built):
+    prepare()
+    from build.report import io_shapes
+
+    estimate = json.loads((built / "build_report.json").read_text())["io_shape_dict"]
+    model = _as_after_zynq_build(built / "model_dataflow.onnx", tmp_path / "parts")
+    assert model.graph.node[0].op_type == "StreamingDataflowPartition"
+    after = io_shapes(model)
+    assert after == estimate and after["idma_names"] == ["idma0"] and after["odma_names"] == ["odma0"]
+    assert after["idt"] == ["INT4"] and after["ishape_packed"] == [[1, 1024, 1, 1, 1]]
+    alveo = io_shapes(model, alveo=True)
+    assert alveo["idma_names"] == ["idma_0"] and alveo["odma_names"] == ["odma_0"]
+
+
+def test_a_failed_step_keeps_the_work_directory_and_names_it(tmp_path, export_dir):
+    from build.flow import BuildFailed, step_load
+
+    def step_synth(model, ctx):
+        (ctx.work / "finn_build" / "vivado_zynq_proj_x").mkdir(parents=True)
+        (ctx.work / "finn_build" / "vivado_zynq_proj_x" / "vivado.log").write_text("ERROR: [Place 30-640] ...")
+        raise AttributeError("'StreamingDataflowPartition' object has no attribute 'get_input_datatype'")
+
+    with pytest.raises(BuildFailed) as e:
+        build(BuildConfig(export_dir=str(export_dir), out=str(tmp_path / "b")), steps=[step_load, step_synth],
+              log=lambda *_: None)
+    work = e.value.work
+    assert str(work) in str(e.value) and "step_synth" in str(e.value) and "AttributeError" in str(e.value)
+    assert (work / "finn_build/vivado_zynq_proj_x/vivado.log").read_text().startswith("ERROR")
+    assert (work / "intermediate_models/01_step_load.onnx").is_file() and not (tmp_path / "b").exists()
+    r = subprocess.run([sys.executable, "-m", "build", "--export", str(tmp_path / "nothing"), "--out",
+                        str(tmp_path / "c")], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 2 and "not an export directory" in r.stderr and not list(tmp_path.glob(".c.tmp*"))
+
+
+def test_bitfile_steps_are_finn_default_flow_with_prepare_synthesis():
+    prepare()
+    from finn.builder.build_dataflow_config import default_build_dataflow_steps
+
+    from build.flow import BITFILE_STEPS
+
+    assert "step_prepare_synthesis" in BITFILE_STEPS
+    pos = [default_build_dataflow_steps.index(s) for s in BITFILE_STEPS]
+    assert pos == sorted(pos) and BITFILE_STEPS[-1] == default_build_dataflow_steps[-1]
+
+
+def test_alveo_needs_platform_and_xrt_and_names_finn_xclbin(tmp_path, monkeypatch, built):
+    from build.flow import Ctx, _write_driver_io, require_alveo_platform
+
+    plat = BOARDS["U250"].vitis_platform
+    monkeypatch.setenv("PLATFORM_REPO_PATHS", str(tmp_path / "platforms"))
+    monkeypatch.delenv("XILINX_XRT", raising=False)
+    with pytest.raises(XilinxToolMissing, match=f"PLATFORM_REPO_PATHS .* has no {plat}/"):
+        require_alveo_platform(plat)
+    (tmp_path / "platforms" / plat).mkdir(parents=True)
+    with pytest.raises(XilinxToolMissing, match="needs XRT"):
+        require_alveo_platform(plat)
+    monkeypatch.setenv("XILINX_XRT", str(tmp_path))
+    require_alveo_platform(plat)
+    work = tmp_path / "work"
+    (work / "bitfile").mkdir(parents=True)
+    (work / "bitfile/finn-accel-0.xclbin").write_bytes(b"x")  # what FINN's copy_and_rename_bitfiles writes
+    rep = json.loads((built / "build_report.json").read_text())
+    cfg = json.loads((built / "driver_io.json").read_text())
+    ctx = Ctx(BuildConfig(export_dir=str(built / cfg["export_dir"]), board="U250", bitfile=True), BOARDS["U250"], work)
+    _write_driver_io(work, tmp_path / "out", rep, ctx)
+    io = json.loads((work / "driver_io.json").read_text())
+    assert io["bitfile"] == "bitfile/finn-accel-0.xclbin" and io["platform"] == "alveo"
+
+
+def test_runtime_writable_weights_are_refused_with_a_clear_message(built):
+    prepare()
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.custom_op.registry import getCustomOp
+
+    from build.flow import refuse_runtime_weights
+
+    model = ModelWrapper(str(built / "model_dataflow.onnx"))
+    refuse_runtime_weights(model)  # the built model has none
+    mvau = next(n for n in model.graph.node if n.op_type.startswith("MVAU"))
+    getCustomOp(mvau).set_nodeattr("ram_style", "ultra")
+    with pytest.raises(ValueError, match=f"{mvau.name}: runtime-writable weights .* not supported by driver/"):
+        refuse_runtime_weights(model)
