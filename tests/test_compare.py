@@ -4,7 +4,9 @@ import os
 import subprocess
 import sys
 
-from train.compare import table
+import pytest
+
+from train.compare import compact_widths, parse_strategy, table
 
 
 def test_compare_prints_table_for_both_strategies(tmp_path, tiny_file):
@@ -12,20 +14,21 @@ def test_compare_prints_table_for_both_strategies(tmp_path, tiny_file):
     cmd = [sys.executable, "-m", "train.compare", "--out", str(out), "--pretrain-epochs", "1",
            "--floor-relative", "0.5", "--data.path", str(tiny_file), "--model.conv_filters", "8",
            "--model.dense_units", "16", "--optim.batch_size", "128", "--data.val_fraction", "0.3",
-           "--optim.epochs_per_round", "1", "--prune.max_rounds", "2", "--threads", "1"]
+           "--optim.epochs_per_round", "1", "--prune.max_rounds", "2", "--threads", "1",
+           "--strategies", "imp,fmp,fmp-filters"]
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.loads((out / "compare.json").read_text())
-    assert [row["strategy"] for row in res["rows"]] == ["dense (start)", "imp", "fmp"]
+    assert [row["strategy"] for row in res["rows"]] == ["dense (start)", "imp", "fmp", "fmp-filters"]
     dense = res["rows"][0]
-    assert dense["steps_all"] == 0 and dense["eta_measured"] == 1.0
-    for row in res["rows"][1:]:
+    assert dense["steps_all"] == 0 and dense["eta_measured"] == 1.0 and dense["widths"] == "8x7 / 16x2"
+    for row in res["rows"][1:]:  # a floor of half the dense accuracy: every strategy prunes at least once
         assert row["feedback_split"] == "val"
-        assert row["steps_kept"] <= row["steps_all"] <= 2
-        if row["steps_kept"]:
-            assert row["cost"] < dense["cost"] and row["eta_measured"] > 1
-    for line in ("strategy", "dense (start)", "imp", "fmp", "eta meas."):
+        assert 1 <= row["steps_kept"] <= row["steps_all"] <= 2
+        assert row["cost"] < dense["cost"] and row["eta_measured"] > 1
+    assert res["rows"][3]["structure"] == "filters" and res["rows"][3]["widths"] != dense["widths"]
+    for line in ("strategy", "dense (start)", "imp", "fmp", "fmp-filters", "eta meas.", "conv / dense widths"):
         assert line in r.stdout
     assert (out / "trajectory.png").stat().st_size > 5000
     rep = subprocess.run([sys.executable, "-m", "train.report", str(out / "fmp")], env=env,
@@ -37,8 +40,17 @@ def test_compare_prints_table_for_both_strategies(tmp_path, tiny_file):
 
 
 def test_table_layout():
-    row = {"strategy": "fmp", "bits": "4/4/4", "steps_kept": 3, "steps_all": 5, "eta_measured": 1.95,
+    row = {"strategy": "fmp", "bits": "4/4/4", "widths": "64x7 / 128x2", "steps_kept": 3, "steps_all": 5, "eta_measured": 1.95,
            "eta_eq3_all": 2.5, "bops_pct": 12.3456, "weight_bits_pct": 20.0, "cost": 0.1617,
            "accuracy": 0.5, "feedback_accuracy": 0.55, "met_floor": True}
     t = table([row]).splitlines()
     assert len(t) == 3 and "3/5" in t[2] and "0.1617" in t[2] and "12.346" in t[2]
+
+
+def test_strategy_names_and_widths():
+    assert parse_strategy("fmp-filters") == ("fmp", "filters")
+    assert parse_strategy("imp-converge-hybrid") == ("imp-converge", "hybrid")
+    assert parse_strategy("imp") == ("imp", "unstructured")
+    with pytest.raises(ValueError, match="unknown strategy 'fmp-channels'"):
+        parse_strategy("fmp-channels")
+    assert compact_widths([24, 24, 24, 20, 16, 16]) == "24x3,20,16x2"

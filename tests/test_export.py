@@ -120,3 +120,13 @@ def test_bad_inputs_give_one_line_errors(tmp_path, small_file, pruned_model_file
     code, msg = run("--fresh-bits", "4", "--out", str(blocker / "x"))
     assert (code, msg) == (2, f"error: {blocker}: not a directory")
     assert not any(p.name.startswith(".o") for p in tmp_path.iterdir())
+
+
+def test_top1_agreement_forgives_exact_ties_only():
+    from export.checks import _top1_agreement
+
+    ref = np.array([[1.0, 3.0, 3.0], [0.0, 2.0, 1.0], [5.0, 4.0, 0.0]])
+    stage = np.array([[1.0, 3.0, 3.0 + 1e-7],  # a tie in the reference: either class is right
+                      [0.0, 1.0, 2.0],  # a real disagreement
+                      [5.0, 4.0, 0.0]])
+    assert _top1_agreement(stage, ref, 1e-4).tolist() == [True, False, True]

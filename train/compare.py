@@ -1,17 +1,24 @@
 """`python -m train.compare`: IMP vs FMP from the same dense start and seed, as the paper's Tables 1-3.
 
-1. Trains the dense quantised model (strategy none) for --pretrain-epochs: the shared start.
+1. Trains the dense quantised model (strategy none) for --pretrain-epochs: the shared start
+   (and, with --reference-filters 32, the dense topology finn-examples deploys, for comparison).
 2. Sets the accuracy floor: --prune.floor as given, or --floor-relative times the dense
    model's feedback accuracy (a synthetic set's ceiling is not RadioML's, so the
    paper's 56% floor means nothing there).
 3. Runs each strategy from that start, each in its own run directory (resumable).
-4. Prints and saves the table: strategy, bits, pruning steps, eta, bit-ops %, weight-bits %,
-   cost, accuracy; and one trajectory figure with every strategy.
+4. Prints and saves the table: strategy, bits, widths, pruning steps, eta, bit-ops %,
+   weight-bits %, cost, accuracy; and one trajectory figure with every strategy.
+
+A strategy is imp, imp-converge or fmp, optionally with a pruning structure:
+fmp-filters (whole filters and neurons: a smaller FINN accelerator) or fmp-hybrid
+(filters, then unstructured). FINN estimates for every row come from
+`python -m build.compare OUT` (the build stage reads these runs from disk).
 """
 from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -20,13 +27,39 @@ from .config import PruneConfig, add_config_flags, config_from_args
 from .results import read_metrics, write_json
 
 
+STRUCTURED = ("filters", "hybrid")
+
+
+def parse_strategy(name: str) -> tuple[str, str]:
+    """'fmp-filters' -> ('fmp', 'filters'); 'imp' -> ('imp', 'unstructured')."""
+    base, _, structure = name.rpartition("-")
+    if structure in STRUCTURED and base in ("imp", "imp-converge", "fmp"):
+        return base, structure
+    if name in ("imp", "imp-converge", "fmp"):
+        return name, "unstructured"
+    raise ValueError(f"unknown strategy {name!r} in --strategies (imp, imp-converge or fmp, "
+                     f"optionally -filters or -hybrid)")
+
+
+def compact_widths(widths: list[int]) -> str:
+    """[24, 24, 24, 20] -> '24x3,20'."""
+    out, i = [], 0
+    while i < len(widths):
+        j = i
+        while j < len(widths) and widths[j] == widths[i]:
+            j += 1
+        out.append(f"{widths[i]}x{j - i}" if j - i > 1 else str(widths[i]))
+        i = j
+    return ",".join(out)
+
+
 def table(rows: list[dict]) -> str:
     """A fixed-width text table of comparison rows (as returned by `summary_row`)."""
-    head = ("strategy", "bits", "steps kept/all", "eta meas.", "eta eq.3 (all)", "bit-ops %",
+    head = ("strategy", "bits", "conv / dense widths", "steps kept/all", "eta meas.", "eta eq.3 (all)", "bit-ops %",
             "weight-bits %", "cost", "test acc", "feedback acc", "met floor")
     lines = [head]
     for r in rows:
-        lines.append((r["strategy"], r["bits"], f"{r['steps_kept']}/{r['steps_all']}", f"{r['eta_measured']:.2f}",
+        lines.append((r["strategy"], r["bits"], r["widths"], f"{r['steps_kept']}/{r['steps_all']}", f"{r['eta_measured']:.2f}",
                       f"{r['eta_eq3_all']:.2f}", f"{r['bops_pct']:.3f}", f"{r['weight_bits_pct']:.3f}",
                       f"{r['cost']:.4f}", f"{r['accuracy']:.4f}", f"{r['feedback_accuracy']:.4f}",
                       "yes" if r["met_floor"] else "no"))
@@ -35,12 +68,14 @@ def table(rows: list[dict]) -> str:
     return "\n".join([fmt(lines[0]), fmt(["-" * w for w in widths])] + [fmt(x) for x in lines[1:]])
 
 
-def summary_row(name: str, m: dict) -> dict:
+def summary_row(name: str, m: dict, run_dir: Path) -> dict:
     b = m["bits"]
     fb = [h["feedback_accuracy"] for h in m["history"]]
     good = [r["accuracy"] for r in m.get("rounds", [])]
     return {
-        "strategy": name, "bits": f"{b['input']}/{b['weight']}/{b['activation']}",
+        "strategy": name, "bits": f"{b['input']}/{b['weight']}/{b['activation']}", "run_dir": str(run_dir),
+        "structure": m.get("structure", "unstructured"),
+        "widths": f"{compact_widths(m['widths']['conv'])} / {compact_widths(m['widths']['dense'])}",
         "steps_kept": m["pruning_steps_kept"], "steps_all": m["pruning_steps_all"],
         "eta_measured": m["eta_measured"], "eta_eq3_all": m["eta_eq3_all_rounds"],
         "eta_eq3_kept": m["eta_eq3_lineage"], "bops_pct": m["cost"]["bops_pct"],
@@ -54,7 +89,12 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m train.compare", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     p.add_argument("--out", default="runs/compare", help="directory for the runs and table (default: %(default)s)")
-    p.add_argument("--strategies", default="imp,fmp", help="comma-separated: imp, imp-converge, fmp (default: %(default)s)")
+    p.add_argument("--strategies", default="imp,fmp",
+                   help="comma-separated: imp, imp-converge, fmp, each optionally -filters or -hybrid "
+                        "(e.g. fmp-filters) (default: %(default)s)")
+    p.add_argument("--reference-filters", type=int, default=0,
+                   help="also train a dense model with this many conv filters (32: finn-examples' deployed "
+                        "topology) as a reference row; 0: none (default: %(default)s)")
     p.add_argument("--pretrain-epochs", type=int, default=5, help="dense epochs before pruning starts (default: %(default)s)")
     p.add_argument("--floor-relative", type=float, default=None,
                    help="floor = this x the dense model's feedback accuracy (overrides --prune.floor)")
@@ -64,43 +104,59 @@ def main(argv=None) -> int:
         base = config_from_args(a)
         strategies = [s.strip() for s in a.strategies.split(",") if s.strip()]
         for s in strategies:
-            if s not in ("imp", "imp-converge", "fmp"):
-                raise ValueError(f"unknown strategy {s!r} in --strategies")
-        rows, runs = run_comparison(base, Path(a.out), strategies, a.pretrain_epochs, a.floor_relative)
+            parse_strategy(s)
+        result = run_comparison(base, Path(a.out), strategies, a.pretrain_epochs, a.floor_relative,
+                                a.reference_filters)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"\nfeedback split: {rows[0]['feedback_split']}; floor {runs['floor']:.4f}; runs in {a.out}")
-    print(table(rows))
+    print(f"\nfeedback split: {result['rows'][0]['feedback_split']}; floor {result['floor']:.4f}; runs in {a.out}")
+    print(table(result["rows"]))
     return 0
 
 
-def run_comparison(base, out: Path, strategies: list[str], pretrain_epochs: int, floor_relative):
+def _dense(base, run_dir: Path, epochs: int, **model_changes) -> dict:
+    from .loop import train
+
+    dense = copy.deepcopy(base)
+    dense.prune = PruneConfig(strategy="none")  # pruning options do not shape a dense run
+    dense.optim.epochs_per_round = epochs
+    dense.model = dataclasses.replace(dense.model, **model_changes)
+    dense.run_dir = str(run_dir)
+    train(dense)
+    return read_metrics(run_dir)
+
+
+def run_comparison(base, out: Path, strategies: list[str], pretrain_epochs: int, floor_relative,
+                   reference_filters: int = 0) -> dict:
+    """Dense start, each strategy from it, and an optional dense reference; returns {floor, rows}."""
     from .loop import train
     from .plots import plot_trajectory
 
-    dense = copy.deepcopy(base)
-    dense.prune = PruneConfig(strategy="none")  # pruning options do not shape the dense start
-    dense.optim.epochs_per_round = pretrain_epochs
-    dense.run_dir = str(out / "dense")
-    train(dense)
-    md = read_metrics(out / "dense")
+    md = _dense(base, out / "dense", pretrain_epochs)
     floor = base.prune.floor
     if floor_relative is not None:
         floor = floor_relative * md["history"][-1]["feedback_accuracy"]
-    rows, metrics = [summary_row("dense (start)", md)], {}
+    rows, metrics = [summary_row("dense (start)", md, out / "dense")], {}
     rows[0]["met_floor"] = rows[0]["feedback_accuracy"] >= floor  # judged against the floor just set
     for s in strategies:
         cfg = copy.deepcopy(base)
-        cfg.prune.strategy, cfg.prune.floor = s, floor
+        cfg.prune.strategy, cfg.prune.structure = parse_strategy(s)
+        cfg.prune.floor = floor
         cfg.init_from, cfg.run_dir = str(out / "dense"), str(out / s)
         train(cfg)
         metrics[s] = read_metrics(out / s)
-        rows.append(summary_row(s, metrics[s]))
+        rows.append(summary_row(s, metrics[s], out / s))
+    if reference_filters:
+        name = f"dense-{reference_filters}f"
+        mr = _dense(base, out / name, pretrain_epochs, conv_filters=reference_filters, conv_widths=None)
+        rows.append(summary_row(f"dense {reference_filters} filters (reference)", mr, out / name))
+        rows[-1]["met_floor"] = rows[-1]["feedback_accuracy"] >= floor
     plot_trajectory(metrics, out / "trajectory.png")
-    write_json({"floor": floor, "rows": rows}, out / "compare.json")
+    result = {"floor": floor, "rows": rows}
+    write_json(result, out / "compare.json")
     (out / "table.txt").write_text(table(rows) + "\n")
-    return rows, {"floor": floor}
+    return result
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .masks import STRUCTURES
 from .model import ModelConfig
 
 STRATEGIES = ("none", "imp", "imp-converge", "fmp")
@@ -48,7 +49,8 @@ class PruneConfig:
     p0: float = 0.2  # initial pruning rate (IMP keeps it)
     divisor: float = 2.0  # FMP: p /= divisor after a failed round
     p_min: float = 0.05  # FMP: stop once p < p_min
-    scope: str = "global"  # global (the authors': one threshold over all layers) | layer
+    scope: str = "global"  # unstructured: global (the authors': one threshold over all layers) | layer
+    structure: str = "unstructured"  # unstructured | filters (whole channels, FINN-visible) | hybrid (filters, then unstructured)
     max_rounds: int = 100  # upper bound on pruning steps
     cost_every_round: bool = True  # qonnx cost of each saved model (about 1 s each)
 
@@ -73,6 +75,7 @@ class TrainConfig:
         checks = [
             (p.strategy in STRATEGIES, f"prune.strategy must be one of {STRATEGIES}, got {p.strategy!r}"),
             (p.scope in ("global", "layer"), f"prune.scope must be global or layer, got {p.scope!r}"),
+            (p.structure in STRUCTURES, f"prune.structure must be one of {STRUCTURES}, got {p.structure!r}"),
             (0 < p.p0 < 1, f"prune.p0 must be in (0, 1), got {p.p0}"),
             (p.divisor > 1, f"prune.divisor must be > 1, got {p.divisor}"),
             (0 <= p.floor <= 1, f"prune.floor must be in [0, 1], got {p.floor}"),
@@ -126,8 +129,11 @@ def load_config(path: str | Path) -> TrainConfig:
 def _parser_type(tp):
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
-        tp = next(a for a in typing.get_args(tp) if a is not type(None))
-        return lambda s: None if s.lower() == "none" else tp(s)
+        inner = _parser_type(next(a for a in typing.get_args(tp) if a is not type(None)))
+        return lambda s: None if s.lower() == "none" else inner(s)
+    if origin is tuple:  # comma-separated, e.g. --model.conv_widths 32,32,24,24,16,16,16
+        item = typing.get_args(tp)[0]
+        return lambda s: tuple(item(v) for v in s.split(","))
     if tp is bool:
         return lambda s: s.lower() in ("1", "true", "yes", "on")
     return tp

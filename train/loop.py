@@ -34,8 +34,11 @@ from radioml.metrics import summarize
 from . import checkpoint as ckpt
 from .config import TrainConfig, semantic_diff
 from .cost import deployable_copy, model_cost
-from .masks import init_masks, prune_by, sparsity
+from .channel_pruning import widths
+from .masks import init_masks, prune_step, sparsity
 from .model import build_vgg10
+from .narrow import narrow
+from .saved_model import save_model
 from .schedulers import make_scheduler
 
 log = logging.getLogger("train")
@@ -220,8 +223,12 @@ def train(cfg: TrainConfig) -> Path:
         if diff:
             raise ValueError(f"{ck_path}: written by another config (differs in {', '.join(diff)}); "
                              f"use another --run_dir or delete it")
-        ckpt.restore(ck["current"], model, opt, lr_sched)
-        pruner.load_state_dict(ck["pruner"])
+        try:
+            ckpt.restore(ck["current"], model, opt, lr_sched)
+            pruner.load_state_dict(ck["pruner"])
+        except (RuntimeError, KeyError) as e:
+            raise ValueError(f"{ck_path}: does not fit this version of the toolchain ({str(e).splitlines()[0]}); "
+                             f"use another --run_dir or delete it") from None
         state = RunState(**ck["state"])
         last_good = ck["last_good"]
         torch.set_rng_state(ck["rng"])
@@ -266,9 +273,13 @@ def train(cfg: TrainConfig) -> Path:
             if d.main:
                 state.rounds.append(_round_record(model, state, state.epoch, fb["accuracy"], cfg))
         if action.kind == "prune":
-            prune_by(model, action.amount, cfg.prune.scope)
+            removed = prune_step(model, action.amount, pruner.structure, cfg.prune.scope)
             state.rates_all.append(action.amount)
             state.rates_lineage.append(action.amount)
+            if d.main and pruner.structure == "filters":
+                log.info(f"filters kept per layer: {widths(model)} ({removed} weights removed)")
+            if removed == 0:
+                state.done, state.stop_reason, state.final = True, "nothing left to prune", "current"
         elif action.kind == "rollback":
             ckpt.restore(last_good, model, opt, lr_sched)
             state.rates_lineage = list(last_good["rates_lineage"])
@@ -300,11 +311,12 @@ def _finish(model, ds, sp: Splits, cfg: TrainConfig, state: RunState, device, me
     res = predict(model, ds, sp.test, device, cfg.optim.eval_batch_size, desc="test")
     metrics = summarize(res["y"], res["pred"], res["snr"])
     sp_stats = sparsity(model)
-    final = deployable_copy(model)
+    final, model_cfg = narrow(deployable_copy(model), cfg.model)
     cost = model_cost(final)
     dense = model_cost(final, discount_sparsity=False)
     metrics.update({
-        "strategy": cfg.prune.strategy, "bits": {"input": cfg.model.input_bits, "weight": cfg.model.weight_bits,
+        "strategy": cfg.prune.strategy, "structure": cfg.prune.structure,
+        "widths": {"conv": list(model_cfg.convs), "dense": list(model_cfg.denses)}, "bits": {"input": cfg.model.input_bits, "weight": cfg.model.weight_bits,
                                                   "activation": cfg.model.act_bits},
         "floor": cfg.prune.floor, "feedback_split": sp.feedback_name, "met_floor": met,
         "stop_reason": state.stop_reason, "epochs": state.epoch,
@@ -318,11 +330,9 @@ def _finish(model, ds, sp: Splits, cfg: TrainConfig, state: RunState, device, me
         "history": state.history, "rounds": state.rounds, "data_wait_seconds": data_wait,
         "sparsity_per_layer": sp_stats["layers"],
     })
-    torch.save({"format": "amc-vgg10-model/1", "config": cfg.to_dict(), "model": final.state_dict()},
-               run_dir / ".model.pt.tmp")
-    os.replace(run_dir / ".model.pt.tmp", run_dir / "model.pt")
+    save_model(final, model_cfg, cfg.to_dict(), run_dir / "model.pt")
     write_json(metrics, run_dir / "metrics.json")
     plot_run(metrics, run_dir)
-    log.info(f"test accuracy {metrics['accuracy']:.4f} ({len(res['y'])} frames, {sp.feedback_name} feedback), "
+    log.info(f"test accuracy {metrics['accuracy']:.4f} ({len(res['y'])} frames, {sp.feedback_name} feedback), widths {list(model_cfg.convs)} + {list(model_cfg.denses)}, "
              f"cost {cost.cost:.4f} (bops {cost.bops_pct:.2f}%, weight bits {cost.weight_bits_pct:.2f}%), "
              f"weights kept {sp_stats['kept']}/{sp_stats['weights']} (eta {metrics['eta_measured']:.2f}) -> {run_dir}")

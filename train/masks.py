@@ -1,22 +1,33 @@
-"""L1-unstructured magnitude pruning of the VGG10's weights, through torch.nn.utils.prune.
+"""Magnitude pruning of the VGG10 through torch.nn.utils.prune: the masks and one pruning step.
 
-Every QuantConv1d and QuantLinear weight carries a mask from the start (an
-all-ones identity mask), so the state dict has the same keys before and after
-any pruning and a model can always be rolled back to an earlier snapshot.
-Biases are never pruned, as in the FMP authors' code.
+Every QuantConv1d and QuantLinear weight, and every BatchNorm's weight and bias,
+carries a mask from the start (an all-ones identity mask), so the state dict has
+the same keys before and after any pruning and a model can always be rolled back
+to an earlier snapshot. Biases of the weight layers are never pruned, as in the
+FMP authors' code; BatchNorm masks are only used by filter pruning
+(train/channel_pruning.py), which must silence a removed channel's BatchNorm too.
+
+Structures:
+  unstructured  L1-unstructured: individual weights (global threshold or per layer)
+  filters       whole conv filters and hidden dense neurons (train/channel_pruning.py)
 """
 from __future__ import annotations
 
 from torch import nn
 from torch.nn.utils import prune
 
-from .model import prunable_layers
+from .model import channel_groups, prunable_layers
+
+STRUCTURES = ("unstructured", "filters", "hybrid")  # hybrid: filters until FMP stops, then unstructured
 
 
 def init_masks(model: nn.Module) -> nn.Module:
-    """Give every prunable weight an all-ones mask (weight -> weight_orig * weight_mask)."""
-    for module, name in prunable_layers(model):
-        if not prune.is_pruned(module):
+    """Give every prunable tensor an all-ones mask (weight -> weight_orig * weight_mask)."""
+    targets = prunable_layers(model)
+    for g in channel_groups(model):
+        targets += [(g.bn, "weight"), (g.bn, "bias")]
+    for module, name in targets:
+        if not hasattr(module, name + "_mask"):
             prune.identity(module, name)
     return model
 
@@ -36,6 +47,20 @@ def prune_by(model: nn.Module, amount: float, scope: str = "global") -> None:
             prune.l1_unstructured(module, name, amount=amount)
     else:
         raise ValueError(f"unknown pruning scope {scope!r}")
+
+
+def prune_step(model: nn.Module, amount: float, structure: str, scope: str = "global") -> int:
+    """One pruning step of the given structure; returns how many weights it newly masked."""
+    from .channel_pruning import prune_channels
+
+    before = sparsity(model)["kept"]
+    if structure == "unstructured":
+        prune_by(model, amount, scope)
+    elif structure == "filters":
+        prune_channels(model, amount)
+    else:
+        raise ValueError(f"unknown pruning structure {structure!r}")
+    return before - sparsity(model)["kept"]
 
 
 def sparsity(model: nn.Module) -> dict:

@@ -59,26 +59,42 @@ def plot_class_accuracy_vs_snr(m: dict, path: Path):
     _save(fig, path)
 
 
+STYLES = [("o", "-", 7), ("s", "--", 5), ("D", "-.", 5), ("^", ":", 6), ("v", (0, (5, 1)), 6), ("P", "-", 5)]
+
+
 def plot_trajectory(runs: dict, path: Path):
-    """Cost, accuracy and eta of each model that met the floor, by pruning step; one line per strategy."""
+    """Cost, accuracy and eta of each model that met the floor, by pruning step; one line per strategy.
+
+    Strategies share their first steps (same start, same seed), so each gets its own marker and
+    line style, drawn larger-first, and a star marks the model each one ended with; the legend
+    gives its rollbacks and why it stopped."""
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
-    for name, m in runs.items():
+    for i, (name, m) in enumerate(runs.items()):
         r = m.get("rounds", [])
         if not r:
             continue
+        marker, ls, size = STYLES[i % len(STYLES)]
+        color = plt.get_cmap("tab10")(i % 10)
+        final = next((rec for rec in reversed(r) if rec["prunes"] == m.get("pruning_steps_kept")), r[-1])
+        label = f"{name} ({m.get('rollbacks', 0)} rollbacks; {m.get('stop_reason') or 'stopped'})"
         x = [rec["prunes"] for rec in r]
+        series = [(axes[1], "accuracy"), (axes[2], "eta_measured")]
         if "cost" in r[0]:
-            axes[0].plot(x, [rec["cost"] for rec in r], "o-", label=name)
-        axes[1].plot(x, [rec["accuracy"] for rec in r], "o-", label=name)
-        axes[2].semilogy(x, [rec["eta_measured"] for rec in r], "o-", label=name)
+            series.insert(0, (axes[0], "cost"))
+        for ax, key in series:
+            ax.plot(x, [rec[key] for rec in r], marker=marker, ls=ls, ms=size, color=color, alpha=0.85,
+                    label=label if key == "accuracy" else None)
+            ax.plot([final["prunes"]], [final[key]], marker="*", ms=14, color=color, mec="k", ls="none")
         if m.get("floor") is not None:
             axes[1].axhline(m["floor"], color="gray", ls=":", lw=1)
-    for ax, t in zip(axes, ("challenge cost", "feedback accuracy", "eta (weights / kept weights)")):
+    axes[2].set_yscale("log")
+    for ax, t in zip(axes, ("challenge cost", "feedback accuracy (star: final model)", "eta (weights / kept weights)")):
         ax.set_xlabel("pruning steps in the model")
         ax.set_title(t)
         ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend()
+    if axes[1].get_legend_handles_labels()[0]:
+        fig.legend(*axes[1].get_legend_handles_labels(), loc="lower center", ncol=2, fontsize=8,
+                   bbox_to_anchor=(0.5, -0.12))
     _save(fig, path)
 
 

@@ -11,7 +11,10 @@ with an Action for the training loop:
             the no-pruning baseline)
 
 `met_floor` on the Action tells the loop to snapshot the model as the last good
-one. The schedulers hold only numbers, so their state_dict() is checkpointable.
+one; `structure` says what the next prune removes (unstructured weights or whole
+filters), and `Hybrid` chains two schedules: filters until the first stops, then
+unstructured from the last good model. The schedulers hold only numbers, so their
+state_dict() is checkpointable.
 Paper: Krzyston et al., "Neural network compression with feedback magnitude
 pruning for automatic modulation classification" (Algorithms 1 and 2).
 """
@@ -40,6 +43,7 @@ class PruningScheduler:
         self.prunes = 0  # pruning steps taken, rolled-back ones included
         self.has_good = False  # some model met the floor
         self.done = False
+        self.structure = "unstructured"  # what a prune removes: unstructured weights | filters
 
     def step(self, accuracy: float) -> Action:
         if self.done:
@@ -142,9 +146,62 @@ class FMP(PruningScheduler):
         return Action("rollback", reason=f"round ended below the floor; p -> {self.p:g}")
 
 
-def make_scheduler(strategy: str, prune_cfg, epochs_per_round: int) -> PruningScheduler:
-    """The scheduler named by a PruneConfig."""
+class Hybrid:
+    """Filter pruning under one schedule until it stops, then unstructured pruning under a fresh
+    copy of the same schedule, from the last model that met the floor (the challenge cost
+    rewards both; only the filters shrink the FINN accelerator)."""
+
+    def __init__(self, filters: PruningScheduler, unstructured: PruningScheduler):
+        filters.structure, unstructured.structure = "filters", "unstructured"
+        self.phases = [filters, unstructured]
+        self.phase = 0
+
+    @property
+    def current(self) -> PruningScheduler:
+        return self.phases[self.phase]
+
+    @property
+    def rate(self) -> float:
+        return self.current.rate
+
+    @property
+    def structure(self) -> str:
+        return self.current.structure
+
+    @property
+    def done(self) -> bool:
+        return self.current.done
+
+    def step(self, accuracy: float) -> Action:
+        action = self.current.step(accuracy)
+        if action.kind != "stop" or self.phase == 1 or not self.current.has_good:
+            return action
+        self.phase = 1
+        self.current.has_good = True  # the filter phase's last good model is this phase's start
+        return Action("rollback", met_floor=action.met_floor,
+                      reason=f"filter pruning stopped ({action.reason}); unstructured from the last good model")
+
+    def state_dict(self) -> dict:
+        return {"phase": self.phase, "phases": [p.state_dict() for p in self.phases]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.phase = state["phase"]
+        for p, s in zip(self.phases, state["phases"]):
+            p.load_state_dict(s)
+
+
+def make_scheduler(strategy: str, prune_cfg, epochs_per_round: int):
+    """The scheduler named by a PruneConfig (strategy and structure)."""
     c = prune_cfg
+    structure = getattr(c, "structure", "unstructured")
+    if structure == "hybrid" and strategy != "none":
+        return Hybrid(_schedule(strategy, c, epochs_per_round), _schedule(strategy, c, epochs_per_round))
+    sched = _schedule(strategy, c, epochs_per_round)
+    sched.structure = "unstructured" if structure == "hybrid" else structure
+    return sched
+
+
+def _schedule(strategy: str, c, epochs_per_round: int) -> PruningScheduler:
     if strategy == "none":
         return NoPruning(c.floor, epochs_per_round, c.max_rounds)
     if strategy in ("imp", "imp-converge"):
