@@ -25,11 +25,13 @@ $(DATA): | $(STAMP)
 	$(PY) -m radioml.synthetic --out $(DATA) --frames-per-snr 64 --seed 0
 
 demo: $(STAMP) $(DATA)
-	$(PY) -m train.compare --config configs/demo.json --out $(DEMO) --pretrain-epochs 4 --floor-relative 1.0
+	$(PY) -m train.compare --config configs/demo.json --out $(DEMO) --pretrain-epochs 4 --floor-relative 1.0 \
+		--strategies imp,fmp,fmp-filters,fmp-hybrid --reference-filters 32
 	$(PY) -m train.report $(DEMO)/fmp
 	$(PY) -m export.to_finn --run $(DEMO)/fmp --out $(DEMO)/export --data $(DATA) --force
 	$(PY) -m build --export $(DEMO)/export --out $(DEMO)/build-zcu104 --board ZCU104 --target-fps 50000 --force
 	$(PY) -m driver.validate --bundle $(DEMO)/build-zcu104 --data $(DATA) --emulate --out $(DEMO)/validate.json
+	$(PY) -m build.compare $(DEMO) --board ZCU104 --target-fps 50000
 
 test: $(STAMP)
 	$(PY) -m pytest -q
@@ -39,6 +41,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.train_throughput
 	$(PY) -m benchmarks.ort_vs_torch
 	$(PY) -m benchmarks.packing_vs_finn
+	$(PY) -m benchmarks.pruning_hardware
 
 clean-demo:
 	rm -rf $(DEMO)

@@ -17,6 +17,12 @@ def main(argv=None) -> int:
     p.add_argument("--board", default=d.board, choices=sorted(BOARDS), help="target board (default: %(default)s)")
     p.add_argument("--clock-ns", type=float, default=None, help="clock period in ns (default: the board's)")
     p.add_argument("--target-fps", type=int, default=d.target_fps, help="frames/s to fold for (default: %(default)s)")
+    p.add_argument("--max-fps", action="store_true",
+                   help="fold for the highest frames/s whose fewest-LUT folding fits --util-cap of the part "
+                        "(instead of --target-fps; needs --folding search)")
+    p.add_argument("--util-cap", type=float, default=d.util_cap,
+                   help="with --max-fps: fraction of the part's LUT, BRAM18 and DSP the layers may use; the rest is "
+                        "left for FIFOs, DMAs and routing, which the estimates do not cover (default: %(default)s)")
     p.add_argument("--folding", default=d.folding,
                    help="search (fewest estimated LUTs meeting the target), finn (FINN's target_fps), "
                         "or a folding JSON path (default: %(default)s)")

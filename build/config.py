@@ -12,6 +12,8 @@ class BuildConfig:
     board: str = "ZCU104"
     clock_ns: Optional[float] = None  # default: the board's
     target_fps: int = 100_000
+    max_fps: bool = False  # instead of target_fps: the highest frames/s whose search folding fits util_cap
+    util_cap: float = 0.8  # max_fps: fraction of the part's LUT, BRAM and DSP the estimated layers may use
     folding: str = "search"  # search (fewest estimated LUTs meeting target_fps) | finn (FINN's target_fps) | PATH.json
     codegen: bool = False  # also run step_hw_codegen (HLS/RTL sources; synthesis needs Vivado)
     bitfile: bool = False  # full flow to a bitfile and driver bundle: Vivado/Vitis only (Docker)

@@ -32,6 +32,10 @@ class Ctx:
     work: Path
     dcfg: object = None  # finn DataflowBuildConfig
     notes: dict = field(default_factory=dict)
+    target_fps: float = 0.0  # cfg.target_fps, or the rate found by --max-fps
+
+    def __post_init__(self):
+        self.target_fps = self.target_fps or self.cfg.target_fps
 
     @property
     def clock_ns(self) -> float:
@@ -103,15 +107,30 @@ def step_specialize(model, ctx: Ctx):
 def step_folding(model, ctx: Ctx):
     from finn.builder.build_dataflow_steps import step_apply_folding_config, step_target_fps_parallelization
 
-    from .folding import search, write_folding
+    from .folding import candidates, choose, max_rate, totals, write_folding
 
     mode = ctx.cfg.folding
+    if ctx.cfg.max_fps and mode != "search":
+        raise ValueError(f"--max-fps needs --folding search, not {mode!r}")
     if mode == "finn":
         model = step_target_fps_parallelization(model, ctx.dcfg)
     else:
         if mode == "search":
-            target = int(1e9 / ctx.clock_ns / ctx.cfg.target_fps)
-            choices = search(model, target, ctx.board.part)
+            cands = candidates(model, ctx.board.part)
+            if ctx.cfg.max_fps:
+                avail = ctx.board.resources()
+                budget = {k: ctx.cfg.util_cap * avail[k] for k in ("LUT", "BRAM_18K", "DSP")}
+                try:
+                    target, choices = max_rate(cands, budget)
+                except ValueError as e:
+                    raise ValueError(f"{ctx.board.name} at util cap {ctx.cfg.util_cap}: {e}") from None
+                ctx.target_fps = 1e9 / ctx.clock_ns / target
+                ctx.dcfg.target_fps = int(ctx.target_fps)
+                ctx.notes["max_fps"] = {"util_cap": ctx.cfg.util_cap, "target_cycles": target,
+                                        "fps": ctx.target_fps, "search_totals": totals(choices)}
+            else:
+                target = int(1e9 / ctx.clock_ns / ctx.cfg.target_fps)
+                choices = choose(cands, target)
             path = write_folding(choices, ctx.work / "folding_config.json")
             ctx.notes["folding_search"] = {"target_cycles": target, "met": all(c.meets for c in choices),
                                            "unmet_layers": [c.node for c in choices if not c.meets]}

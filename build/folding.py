@@ -7,6 +7,11 @@ those within C cycles minimises the total LUT estimate exactly. Candidates are a
 divisor pairs of each layer's folding dimensions; cycles and LUTs come from FINN's
 own per-node estimates (the same numbers as its estimate reports).
 The result is written as a FINN folding JSON the user can edit and feed back.
+
+The same separability gives the highest frame rate that fits a part: the total LUT
+(and BRAM, DSP) of the cheapest folding within C cycles only grows as C shrinks, so a
+bisection over the layers' own cycle counts finds the smallest C whose folding fits
+under a utilisation cap (`max_rate`).
 """
 from __future__ import annotations
 
@@ -39,13 +44,14 @@ def _space(op) -> list[dict]:
     return [{}]
 
 
-def _estimate(op, setting: dict, part: str) -> tuple[int, float, float]:
+def _estimate(op, setting: dict, part: str) -> tuple[int, float, float, float]:
     for k, v in setting.items():
         op.set_nodeattr(k, v)
     cycles = int(op.get_exp_cycles())
     lut = float(op.lut_estimation(part))
     bram = float(op.bram_estimation(part))
-    return cycles, lut, bram
+    dsp = float(op.dsp_estimation(part)) if hasattr(op, "dsp_estimation") else 0.0
+    return cycles, lut, bram, dsp
 
 
 @dataclass
@@ -55,14 +61,15 @@ class LayerChoice:
     cycles: int
     lut: float
     bram_18k: float
+    dsp: float
     meets: bool
 
 
-def search(model, target_cycles: int, part: str) -> list[LayerChoice]:
-    """Per layer, the cheapest setting within target_cycles (else the fastest one)."""
+def candidates(model, part: str) -> dict[str, list[tuple]]:
+    """Per foldable node: every legal (setting, cycles, LUT, BRAM18, DSP) by FINN's estimates."""
     from qonnx.custom_op.registry import getCustomOp
 
-    out = []
+    out = {}
     for node in model.graph.node:
         op = getCustomOp(node)
         if not hasattr(op, "get_exp_cycles"):
@@ -76,10 +83,54 @@ def search(model, target_cycles: int, part: str) -> list[LayerChoice]:
                 continue
         for k, v in original.items():
             op.set_nodeattr(k, v)
-        ok = [c for c in cands if c[1] <= target_cycles]
-        best = (min(ok, key=lambda c: (c[2], c[3], c[1])) if ok else min(cands, key=lambda c: (c[1], c[2])))
-        out.append(LayerChoice(node.name, best[0], best[1], best[2], best[3], bool(ok)))
+        out[node.name] = cands
     return out
+
+
+def choose(cands: dict[str, list[tuple]], target_cycles: int) -> list[LayerChoice]:
+    """Per layer, the cheapest setting within target_cycles (else the fastest one)."""
+    out = []
+    for name, layer in cands.items():
+        ok = [c for c in layer if c[1] <= target_cycles]
+        best = (min(ok, key=lambda c: (c[2], c[3], c[4], c[1])) if ok else min(layer, key=lambda c: (c[1], c[2])))
+        out.append(LayerChoice(name, best[0], best[1], best[2], best[3], best[4], bool(ok)))
+    return out
+
+
+def search(model, target_cycles: int, part: str) -> list[LayerChoice]:
+    """Per layer, the cheapest setting within target_cycles (else the fastest one)."""
+    return choose(candidates(model, part), target_cycles)
+
+
+def totals(choices: list[LayerChoice]) -> dict[str, float]:
+    return {"LUT": sum(c.lut for c in choices), "BRAM_18K": sum(c.bram_18k for c in choices),
+            "DSP": sum(c.dsp for c in choices)}
+
+
+def max_rate(cands: dict[str, list[tuple]], budget: dict[str, float]) -> tuple[int, list[LayerChoice]]:
+    """(smallest target cycles whose cheapest folding stays within `budget`, that folding).
+
+    `budget` caps LUT, BRAM_18K and DSP. Raises ValueError when not even the slowest folding fits."""
+    levels = sorted({c[1] for layer in cands.values() for c in layer})
+    floor_cycles = max(min(c[1] for c in layer) for layer in cands.values())  # no folding is faster
+    levels = [c for c in levels if c >= floor_cycles]
+
+    def fits(cycles):
+        t = totals(choose(cands, cycles))
+        return all(t[k] <= budget[k] for k in budget)
+
+    if not fits(levels[-1]):
+        t = totals(choose(cands, levels[-1]))
+        raise ValueError("even the slowest folding exceeds the budget: "
+                         + ", ".join(f"{k} {t[k]:,.0f} > {budget[k]:,.0f}" for k in budget if t[k] > budget[k]))
+    lo, hi = 0, len(levels) - 1  # levels[hi] fits; find the first level that fits
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if fits(levels[mid]):
+            hi = mid
+        else:
+            lo = mid + 1
+    return levels[lo], choose(cands, levels[lo])
 
 
 def write_folding(choices: list[LayerChoice], path: Path) -> Path:

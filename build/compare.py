@@ -1,0 +1,175 @@
+"""`python -m build.compare RUNS`: FINN estimates for every model of a `python -m train.compare` run.
+
+For each row of RUNS/compare.json (dense start, IMP, FMP, FMP-filters, hybrid, the
+dense reference topology): export the run's model (`export.to_finn`, every check),
+then two estimate builds on the board: folded for one common --target-fps (LUT,
+BRAM18, DSP at the same rate), and --max-fps (the highest frames/s whose fewest-LUT
+folding fits --util-cap of the part). Unstructured sparsity leaves the accelerator
+as large as the dense one (FINN stores and multiplies every zero); only fewer
+channels (or bits) shrink it, which is what the table shows.
+
+Writes RUNS/hardware/<row>/{export,build-target,build-max}, RUNS/hardware.json,
+RUNS/hardware.txt and RUNS/accuracy_vs_lut.png (test accuracy against LUTs at the
+common target, the accuracy/LUT frontier drawn). Finished exports and builds are
+reused, so an interrupted run resumes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+from .boards import BOARDS
+from .config import BuildConfig
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower()
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: cannot read ({e})") from None
+
+
+def _write_atomic(text: str, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _export(run_dir: str, out: Path, data: str, check_frames: int, log) -> Path:
+    from export.config import ExportConfig
+    from export.to_finn import export
+
+    if (out / "export_report.json").exists():
+        return out
+    return export(ExportConfig(run=run_dir, out=str(out), data=data, check_frames=check_frames, force=True), log=log)
+
+
+def _build(export_dir: Path, out: Path, board: str, log, **kw) -> dict:
+    from .flow import build
+
+    if not (out / "build_report.json").exists():
+        build(BuildConfig(export_dir=str(export_dir), out=str(out), board=board, force=True, **kw), log=log)
+    return _read_json(out / "build_report.json")
+
+
+def hardware_row(row: dict, metrics: dict, at_target: dict, at_max: dict) -> dict:
+    r = at_target["resources"]
+    return {
+        "strategy": row["strategy"], "widths": row["widths"], "accuracy": metrics["accuracy"],
+        "cost": row["cost"], "weights_kept": metrics["weights_kept"],
+        "lut": r["LUT"], "bram_18k": r["BRAM_18K"], "dsp": r["DSP"],
+        "target_fps": at_target["target_fps"], "meets_target": at_target["meets_target"],
+        "fits_at_target": at_target["fits"], "max_fps": at_max["estimated_fps"],
+        "lut_at_max": at_max["resources"]["LUT"], "lut_util_at_max": at_max["utilisation"]["LUT"],
+    }
+
+
+def table(rows: list[dict], board: str, target_fps: int, util_cap: float) -> str:
+    head = ("strategy", "conv / dense widths", "test acc", "cost", "weights", f"LUT @{target_fps:,}/s",
+            "BRAM18", "DSP", f"max frames/s (<= {util_cap:.0%})", "LUT @max")
+    lines = [head]
+    for r in rows:
+        lines.append((r["strategy"], r["widths"], f"{r['accuracy']:.4f}", f"{r['cost']:.4f}", f"{r['weights_kept']:,}",
+                      f"{r['lut']:,.0f}" + ("" if r["meets_target"] else " (target not met)"),
+                      f"{r['bram_18k']:,.0f}", f"{r['dsp']:,.0f}", f"{r['max_fps']:,.0f}", f"{r['lut_at_max']:,.0f}"))
+    widths = [max(len(str(line[i])) for line in lines) for i in range(len(head))]
+    fmt = lambda line: "  ".join(str(c).rjust(w) for c, w in zip(line, widths))  # noqa: E731
+    return "\n".join([f"FINN estimates on {board}"] + [fmt(lines[0]), fmt(["-" * w for w in widths])]
+                     + [fmt(x) for x in lines[1:]])
+
+
+def frontier(rows: list[dict]) -> list[dict]:
+    """Rows no other row beats on both LUTs (fewer) and accuracy (higher), by LUT."""
+    best, out = -1.0, []
+    for r in sorted(rows, key=lambda r: (r["lut"], -r["accuracy"])):
+        if r["accuracy"] > best:
+            out.append(r)
+            best = r["accuracy"]
+    return out
+
+
+def plot_accuracy_vs_lut(rows: list[dict], path: Path, board: str, target_fps: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    markers = "osD^vP*X"
+    for i, r in enumerate(rows):
+        ax.scatter(r["lut"] / 1e3, r["accuracy"], marker=markers[i % len(markers)], s=60, zorder=3,
+                   label=f"{r['strategy']} ({r['widths']})")
+    f = frontier(rows)
+    ax.step([r["lut"] / 1e3 for r in f], [r["accuracy"] for r in f], where="post", color="0.4", ls="--",
+            zorder=2, label="frontier (fewer LUTs, higher accuracy)")
+    ax.set_xlabel(f"estimated LUTs (thousands) at {target_fps:,} frames/s on {board}")
+    ax.set_ylabel("test accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    ax.set_title("Accuracy against accelerator size")
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def compare_hardware(runs: Path, board: str, target_fps: int, util_cap: float, data: str | None = None,
+                     check_frames: int = 32, log=print) -> list[dict]:
+    """Export and estimate every row of runs/compare.json; write the table, JSON and plot."""
+    runs = Path(runs)
+    cmp_ = _read_json(runs / "compare.json")
+    rows = []
+    quiet = lambda *_: None  # noqa: E731
+    for row in cmp_["rows"]:
+        run_dir = Path(row["run_dir"])
+        metrics = _read_json(run_dir / "metrics.json")
+        cfg = _read_json(run_dir / "config.json")
+        hw = runs / "hardware" / _slug(row["strategy"])
+        log(f"{row['strategy']}: export and FINN estimates -> {hw}")
+        exp = _export(str(run_dir), hw / "export", data or cfg["data"]["path"], check_frames, quiet)
+        at_target = _build(exp, hw / "build-target", board, quiet, target_fps=target_fps)
+        at_max = _build(exp, hw / "build-max", board, quiet, max_fps=True, util_cap=util_cap)
+        rows.append(hardware_row(row, metrics, at_target, at_max))
+    text = table(rows, board, target_fps, util_cap)
+    _write_atomic(json.dumps({"board": board, "target_fps": target_fps, "util_cap": util_cap, "rows": rows},
+                             indent=1), runs / "hardware.json")
+    _write_atomic(text + "\n", runs / "hardware.txt")
+    plot_accuracy_vs_lut(rows, runs / "accuracy_vs_lut.png", board, target_fps)
+    log(text)
+    return rows
+
+
+def main(argv=None) -> int:
+    d = BuildConfig()
+    p = argparse.ArgumentParser(prog="python -m build.compare", description=__doc__.split("\n\n")[0].split(": ", 1)[1],
+                                epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("runs", help="output directory of python -m train.compare (holds compare.json)")
+    p.add_argument("--board", default=d.board, choices=sorted(BOARDS), help="target board (default: %(default)s)")
+    p.add_argument("--target-fps", type=int, default=d.target_fps,
+                   help="the common frame rate every model is folded for (default: %(default)s)")
+    p.add_argument("--util-cap", type=float, default=d.util_cap,
+                   help="max-fps builds: fraction of the part's LUT, BRAM18 and DSP the layers may use (default: %(default)s)")
+    p.add_argument("--data", default=None, help="RadioML-layout file for the export checks (default: each run's data.path)")
+    p.add_argument("--check-frames", type=int, default=32, help="test frames each export check runs (default: %(default)s)")
+    a = p.parse_args(argv)
+    from .finn_env import XilinxToolMissing
+    from export.checks import ExportCheckFailed
+
+    try:
+        compare_hardware(Path(a.runs), a.board, a.target_fps, a.util_cap, a.data, a.check_frames)
+    except (ValueError, OSError, RuntimeError, XilinxToolMissing, ExportCheckFailed) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
