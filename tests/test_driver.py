@@ -301,6 +301,7 @@ def test_validate_holds_one_batch_of_frames_at_a_time(bundle, small_file):
         peaks[bs] = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
     frame = 1024 * 2 * 4  # one float32 frame
+    print(f"\ntraced peak of driver.validate --emulate (MB): { {k: round(v / 2**20, 2) for k, v in peaks.items()} }")
     assert peaks[1] < 2 * 2**20, peaks  # the 624 test frames at once would be 5 MB
     assert peaks[512] >= 512 * frame, peaks  # a batch of float frames is held
     for bs, peak in peaks.items():
@@ -345,3 +346,47 @@ def test_driver_and_radioml_run_on_a_pynq_image_python(tmp_path, small_file):
     r = subprocess.run([str(venv / "bin/python"), "-c", nohdf, str(small_file)], capture_output=True, text=True,
                        env={**os.environ, "PYTHONPATH": os.getcwd()})
     assert f"{small_file}: reading it needs h5py" in r.stdout and "apt-get install python3-h5py" in r.stdout, r.stderr
+
+
+@pytest.mark.slow
+def test_validate_peak_memory_for_batch_sizes_1_64_1024(bundle, tmp_path):
+    """Peak RSS of `python -m driver.validate` on the board path (PynqBackend, pynq stand-in) over 3,120 frames.
+
+    The stand-in's accelerator runs the golden model 16 frames at a time, so the figure is the driver's
+    (reading, quantising, packing, DMA buffers, unpacking) plus a constant onnxruntime baseline that a
+    board does not have. (With --emulate the CPU model's activations at batch 1024 alone take about 1 GB.)
+    """
+    from radioml.synthetic import write_synthetic
+
+    root, exp, b = bundle
+    data = write_synthetic(tmp_path / "mid.hdf5", frames_per_snr=48, seed=4, progress=False)
+    dest, io, _ = _board_bundle(b, exp, tmp_path / "board", alveo=False)
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the forked pytest process across exec
+    code = ("import sys\n"
+            f"sys.path.insert(0, {str(STANDIN)!r})\n"
+            "import numpy as np, pynq\n"
+            "from driver.emulate import EmulatedBackend\n"
+            "from driver.overlay import load_io\n"
+            "from driver.validate import main\n"
+            "io = load_io(sys.argv[1]); emu = EmulatedBackend(sys.argv[3], io)\n"
+            "shape = list(io['io_shape_dict']['oshape_packed'][0][1:])\n"
+            "def compute(x, n):\n"
+            "    out = np.zeros([n] + shape, np.uint8)\n"
+            "    for a in range(0, n, 16):\n"
+            "        emu.run(x[a:a + 16], out[a:a + 16], min(16, n - a))\n"
+            "    return out\n"
+            "pynq.DEVICE.compute = compute\n"
+            "assert main(['--bundle', sys.argv[1], '--data', sys.argv[2], '--batch-size', sys.argv[4]]) == 0\n"
+            "hwm = [ln for ln in open('/proc/self/status') if ln.startswith('VmHWM:')][0]\n"
+            "print('peak_rss_kb', hwm.split()[1])\n")
+    rss = {}
+    for bs in (1, 64, 1024):
+        r = subprocess.run([sys.executable, "-c", code, str(dest), str(data), str(exp), str(bs)],
+                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert r.stdout.startswith("accelerator: 3120 test frames"), r.stdout
+        rss[bs] = int(r.stdout.split("peak_rss_kb")[1].split()[0]) / 1024
+    print(f"\npeak RSS of driver.validate on the board path (MB): {rss}")
+    assert rss[1024] < 256, rss
+    frame_mb = 1024 * 2 * 4 / 2**20
+    assert rss[1] < rss[1024] < rss[1] + 10 * 1024 * frame_mb, rss  # grows with the batch only (a few copies of it)
