@@ -15,19 +15,23 @@ def test_compare_prints_table_for_both_strategies(tmp_path, tiny_file):
            "--floor-relative", "0.5", "--data.path", str(tiny_file), "--model.conv_filters", "8",
            "--model.dense_units", "16", "--optim.batch_size", "128", "--data.val_fraction", "0.3",
            "--optim.epochs_per_round", "1", "--prune.max_rounds", "2", "--threads", "1",
-           "--strategies", "imp,fmp,fmp-filters"]
+           "--strategies", "imp,fmp,fmp-filters,fmp-hybrid"]
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.loads((out / "compare.json").read_text())
-    assert [row["strategy"] for row in res["rows"]] == ["dense (start)", "imp", "fmp", "fmp-filters"]
+    assert [row["strategy"] for row in res["rows"]] == ["dense (start)", "imp", "fmp", "fmp-filters", "fmp-hybrid"]
     dense = res["rows"][0]
     assert dense["steps_all"] == 0 and dense["eta_measured"] == 1.0 and dense["widths"] == "8x7 / 16x2"
     for row in res["rows"][1:]:  # a floor of half the dense accuracy: every strategy prunes at least once
         assert row["feedback_split"] == "val"
-        assert 1 <= row["steps_kept"] <= row["steps_all"] <= 2
+        assert 1 <= row["steps_kept"] <= row["steps_all"] <= (4 if row["structure"] == "hybrid" else 2)
         assert row["cost"] < dense["cost"] and row["eta_measured"] > 1
-    assert res["rows"][3]["structure"] == "filters" and res["rows"][3]["widths"] != dense["widths"]
+    filt, hybrid = res["rows"][3], res["rows"][4]
+    assert filt["structure"] == "filters" and filt["widths"] != dense["widths"]
+    # the hybrid continues from the filter run's model: its widths, then unstructured steps on top
+    assert hybrid["structure"] == "hybrid" and hybrid["widths"] == filt["widths"]
+    assert hybrid["steps_all"] > filt["steps_all"] and hybrid["cost"] < filt["cost"]
     for line in ("strategy", "dense (start)", "imp", "fmp", "fmp-filters", "eta meas.", "conv / dense widths"):
         assert line in r.stdout
     assert (out / "trajectory.png").stat().st_size > 5000

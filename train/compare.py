@@ -11,7 +11,8 @@
 
 A strategy is imp, imp-converge or fmp, optionally with a pruning structure:
 fmp-filters (whole filters and neurons: a smaller FINN accelerator) or fmp-hybrid
-(filters, then unstructured). FINN estimates for every row come from
+(filters, then unstructured; when the -filters run is in the same comparison, the hybrid
+continues from its final model instead of repeating the filter phase). FINN estimates for every row come from
 `python -m build.compare OUT` (the build stage reads these runs from disk).
 """
 from __future__ import annotations
@@ -144,9 +145,20 @@ def run_comparison(base, out: Path, strategies: list[str], pretrain_epochs: int,
         cfg.prune.strategy, cfg.prune.structure = parse_strategy(s)
         cfg.prune.floor = floor
         cfg.init_from, cfg.run_dir = str(out / "dense"), str(out / s)
+        filters_run = f"{cfg.prune.strategy}-filters"
+        if cfg.prune.structure == "hybrid" and filters_run in metrics:
+            # the hybrid's filter phase is that run: continue from its final model, unstructured
+            cfg.prune.structure, cfg.init_from = "unstructured", str(out / filters_run)
         train(cfg)
         metrics[s] = read_metrics(out / s)
         rows.append(summary_row(s, metrics[s], out / s))
+        if cfg.init_from != str(out / "dense"):  # a hybrid continued from the filters run: count both phases
+            first = next(r for r in rows if r["strategy"] == filters_run)
+            rows[-1]["structure"] = "hybrid"
+            for k in ("steps_kept", "steps_all"):
+                rows[-1][k] += first[k]
+            for k in ("eta_eq3_all", "eta_eq3_kept"):
+                rows[-1][k] *= first[k]
     if reference_filters:
         name = f"dense-{reference_filters}f"
         mr = _dense(base, out / name, pretrain_epochs, conv_filters=reference_filters, conv_widths=None)

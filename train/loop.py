@@ -235,10 +235,13 @@ def train(cfg: TrainConfig) -> Path:
         log.info(f"resumed {ck_path} at epoch {state.epoch}")
     elif cfg.init_from:
         start = ckpt.load_checkpoint(Path(cfg.init_from) / "checkpoint.pt")
+        st = start["state"]
+        final = st["done"] and st["final"] == "last_good" and start["last_good"] is not None
+        snap = start["last_good"] if final else start["current"]  # a finished run's final model
         with ckpt.in_place_loading():
-            model.load_state_dict(start["current"]["model"])
-        ckpt.restore_quant_state(model, start["current"]["quant"])
-        log.info(f"starting from the model of {cfg.init_from} (epoch {start['state']['epoch']})")
+            model.load_state_dict(snap["model"])
+        ckpt.restore_quant_state(model, snap["quant"])
+        log.info(f"starting from the {'final' if final else 'current'} model of {cfg.init_from} (epoch {st['epoch']})")
     net = model
     if d.world > 1:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
