@@ -5,6 +5,8 @@ import argparse
 import sys
 from dataclasses import fields
 
+from radioml.cli import run_main
+
 from .boards import BOARDS
 from .config import BuildConfig
 
@@ -35,12 +37,7 @@ def main(argv=None) -> int:
     from .finn_env import XilinxToolMissing
     from .flow import build
 
-    try:
-        build(cfg)
-    except (ValueError, OSError, RuntimeError, XilinxToolMissing) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_main(lambda: build(cfg) and None, (ValueError, OSError, RuntimeError, XilinxToolMissing))
 
 
 if __name__ == "__main__":

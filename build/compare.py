@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
 from pathlib import Path
+
+from radioml.atomic import atomic_path, write_json, write_text
+from radioml.cli import run_main
 
 from .boards import BOARDS
 from .config import BuildConfig
@@ -35,12 +37,6 @@ def _read_json(path: Path) -> dict:
         return json.loads(Path(path).read_text())
     except (OSError, ValueError) as e:
         raise ValueError(f"{path}: cannot read ({e})") from None
-
-
-def _write_atomic(text: str, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _export(run_dir: str, out: Path, data: str, check_frames: int, log) -> Path:
@@ -115,10 +111,9 @@ def plot_accuracy_vs_lut(rows: list[dict], path: Path, board: str, target_fps: i
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     ax.set_title("Accuracy against accelerator size")
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def compare_hardware(runs: Path, board: str, target_fps: int, util_cap: float, data: str | None = None,
@@ -139,9 +134,8 @@ def compare_hardware(runs: Path, board: str, target_fps: int, util_cap: float, d
         at_max = _build(exp, hw / "build-max", board, quiet, max_fps=True, util_cap=util_cap)
         rows.append(hardware_row(row, metrics, at_target, at_max))
     text = table(rows, board, target_fps, util_cap)
-    _write_atomic(json.dumps({"board": board, "target_fps": target_fps, "util_cap": util_cap, "rows": rows},
-                             indent=1), runs / "hardware.json")
-    _write_atomic(text + "\n", runs / "hardware.txt")
+    write_json(runs / "hardware.json", {"board": board, "target_fps": target_fps, "util_cap": util_cap, "rows": rows})
+    write_text(runs / "hardware.txt", text + "\n")
     plot_accuracy_vs_lut(rows, runs / "accuracy_vs_lut.png", board, target_fps)
     log(text)
     return rows
@@ -163,12 +157,9 @@ def main(argv=None) -> int:
     from .finn_env import XilinxToolMissing
     from export.checks import ExportCheckFailed
 
-    try:
-        compare_hardware(Path(a.runs), a.board, a.target_fps, a.util_cap, a.data, a.check_frames)
-    except (ValueError, OSError, RuntimeError, XilinxToolMissing, ExportCheckFailed) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_main(lambda: compare_hardware(Path(a.runs), a.board, a.target_fps, a.util_cap, a.data,
+                                             a.check_frames) and None,
+                    (ValueError, OSError, RuntimeError, XilinxToolMissing, ExportCheckFailed))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from radioml.cli import run_main
 from radioml.quant import InputQuant
 
 
@@ -32,22 +33,21 @@ def check_dir(export_dir: Path, tol: float = 1e-4):
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m export.check", description=__doc__.split("\n\n")[0])
-    p.add_argument("export_dir", type=Path)
+    p.add_argument("export_dir", type=Path, help="directory written by python -m export.to_finn")
     p.add_argument("--tol", type=float, default=1e-4, help="max |logit diff| relative to max(1, |logit|)")
     a = p.parse_args(argv)
     from .to_finn import table
 
-    try:
+    def work():
         rep = check_dir(a.export_dir, a.tol)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(table(rep))
-    bad = rep.first_failure()
-    if bad:
-        print(f"error: first diverging stage {bad.stage}: {bad.detail}", file=sys.stderr)
-        return 1
-    return 0
+        print(table(rep))
+        bad = rep.first_failure()
+        if bad:
+            print(f"error: first diverging stage {bad.stage}: {bad.detail}", file=sys.stderr)
+            return 1
+        return 0
+
+    return run_main(work, (ValueError,))
 
 
 if __name__ == "__main__":

@@ -4,8 +4,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from radioml.quant import InputQuant
-
 
 @dataclass
 class ExportConfig:
@@ -17,4 +15,3 @@ class ExportConfig:
     tol: float = 1e-4  # max |logit diff| allowed, relative to max(1, max |logit|)
     force: bool = False  # replace an existing output directory
     work_dir: str = ""  # set by the flow: the temporary directory being filled
-    input_quant: Optional[InputQuant] = None  # set by step_integer_input

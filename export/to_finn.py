@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from radioml.classes import CLASSES
+from radioml.cli import run_main
 
 from .config import ExportConfig
 
@@ -60,6 +61,7 @@ def export(cfg: ExportConfig, log=print) -> Path:
     from . import steps
     from .checks import ExportCheckFailed, run_checks
     from .load import fresh_model, load_model
+    from .transforms import input_quant_of
 
     out = Path(cfg.out)
     if out.exists() and not cfg.force:
@@ -81,11 +83,11 @@ def export(cfg: ExportConfig, log=print) -> Path:
     try:
         qonnx_model = steps.step_export_qonnx(model, cfg)
         steps.step_export_qcdq(model, cfg)
+        iq, _ = input_quant_of(qonnx_model)
         m = steps.step_integer_input(qonnx_model, cfg)
         for i, (name, fn, _) in enumerate(steps.FINN_STEPS, start=1):
             m = steps.save_step(fn(m, cfg), cfg, i, name)
         m.save(str(work / "model_finn_streamlined.onnx"))
-        iq = cfg.input_quant
         first = steps.to_layout(iq.quantize(frames[:1]), steps.FINN_STEPS[-1][2])
         np.save(work / "input.npy", first)
         np.save(work / "expected_output.npy", torch_logits[:1])
@@ -142,12 +144,7 @@ def main(argv=None) -> int:
     cfg = ExportConfig(**{k: v for k, v in vars(a).items() if k in names})
     from .checks import ExportCheckFailed
 
-    try:
-        export(cfg)
-    except (ValueError, OSError, ExportCheckFailed) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_main(lambda: export(cfg) and None, (ValueError, OSError, ExportCheckFailed))
 
 
 if __name__ == "__main__":

@@ -15,8 +15,7 @@ from export.checks import ExportCheckFailed
 from export.config import ExportConfig
 from export.load import MODEL_FORMAT, fresh_model
 from export.to_finn import export
-from train.cost import deployable_copy
-from train.masks import init_masks, prune_by
+from train.masks import deployable_copy, init_masks, prune_by
 
 STAGES = ["qonnx", "qcdq_ort", "finn/qonnx_to_finn", "finn/to_4d", "finn/streamline", "finn/channels_last"]
 

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from radioml.dataset import RadioMLFile
 from train.channel_pruning import CHANNEL_MULTIPLE, kept_count, prune_channels, remove_channels, widths
 from train.config import PruneConfig
-from train.cost import deployable_copy, model_cost
-from train.masks import init_masks, sparsity
+from train.cost import model_cost
+from train.masks import deployable_copy, init_masks
 from train.model import ModelConfig, build_vgg10, channel_groups
 from train.narrow import narrow
 from train.schedulers import make_scheduler

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from radioml.cli import run_main
+
 from .config import add_config_flags, config_from_args
 
 
@@ -15,15 +17,13 @@ def main(argv=None) -> int:
                     "resumes from the run directory's checkpoint.")
     add_config_flags(p)
     a = p.parse_args(argv)
-    try:
-        cfg = config_from_args(a)
+
+    def work():
         from .loop import train
 
-        train(cfg)
-    except (ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+        train(config_from_args(a))
+
+    return run_main(work)
 
 
 if __name__ == "__main__":

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import os
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from radioml.atomic import atomic_path
+from radioml.cli import first_line
 
 FORMAT = "amc-fmp-checkpoint/1"
 
@@ -85,19 +87,9 @@ def restore(snap: dict, model: nn.Module, optimizer, lr_scheduler) -> None:
 
 
 def atomic_save(obj, path: Path) -> None:
-    """torch.save to a temporary file in the same directory, fsync, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    """torch.save whole or not at all (radioml.atomic: temporary file, fsync, rename)."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def load_checkpoint(path: Path, map_location="cpu") -> dict:
@@ -105,7 +97,7 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
     try:
         ck = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - unpickling errors come in many types
-        raise ValueError(f"{path}: not a readable checkpoint ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        raise ValueError(f"{path}: not a readable checkpoint ({first_line(e)})") from None
     if not isinstance(ck, dict) or ck.get("format") != FORMAT:
         raise ValueError(f"{path}: not a checkpoint of this toolchain (expected format {FORMAT!r})")
     return ck

@@ -20,12 +20,14 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
-import json
 import sys
 from pathlib import Path
 
+from radioml.atomic import write_json
+from radioml.cli import run_main
+
 from .config import PruneConfig, add_config_flags, config_from_args
-from .results import read_metrics, write_json
+from .results import read_metrics
 
 
 STRUCTURED = ("filters", "hybrid")
@@ -101,19 +103,18 @@ def main(argv=None) -> int:
                    help="floor = this x the dense model's feedback accuracy (overrides --prune.floor)")
     add_config_flags(p)
     a = p.parse_args(argv)
-    try:
+
+    def work():
         base = config_from_args(a)
         strategies = [s.strip() for s in a.strategies.split(",") if s.strip()]
         for s in strategies:
             parse_strategy(s)
         result = run_comparison(base, Path(a.out), strategies, a.pretrain_epochs, a.floor_relative,
                                 a.reference_filters)
-    except (ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"\nfeedback split: {result['rows'][0]['feedback_split']}; floor {result['floor']:.4f}; runs in {a.out}")
-    print(table(result["rows"]))
-    return 0
+        print(f"\nfeedback split: {result['rows'][0]['feedback_split']}; floor {result['floor']:.4f}; runs in {a.out}")
+        print(table(result["rows"]))
+
+    return run_main(work)
 
 
 def _dense(base, run_dir: Path, epochs: int, **model_changes) -> dict:
@@ -166,7 +167,7 @@ def run_comparison(base, out: Path, strategies: list[str], pretrain_epochs: int,
         rows[-1]["met_floor"] = rows[-1]["feedback_accuracy"] >= floor
     plot_trajectory(metrics, out / "trajectory.png")
     result = {"floor": floor, "rows": rows}
-    write_json(result, out / "compare.json")
+    write_json(out / "compare.json", result)
     (out / "table.txt").write_text(table(rows) + "\n")
     return result
 

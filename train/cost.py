@@ -8,18 +8,12 @@ quantisation made them zero.
 """
 from __future__ import annotations
 
-import contextlib
-import copy
-import io
-import logging
 import tempfile
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import torch
 from torch import nn
-from torch.nn.utils import prune
 
 # The challenge's normalisation constants: sparsity-discounted figures of its trained 8-bit baseline.
 BASELINE_BOPS = 807_699_904
@@ -66,43 +60,9 @@ def onnx_cost(path: str | Path, discount_sparsity: bool = True) -> Cost:
                 float(total["total_macs"]), float(total["total_mem_w_elems"]), discount_sparsity)
 
 
-def deployable_copy(model: nn.Module) -> nn.Module:
-    """An eval-mode copy with pruning masks burnt into the weights (prune.remove)."""
-    for mod in model.modules():  # the pruning hook's weight = orig * mask is not a leaf: detach to copy
-        for name in _masked(mod):
-            setattr(mod, name, getattr(mod, name).detach())
-    m = copy.deepcopy(model).cpu().eval()
-    for mod in m.modules():
-        for name in _masked(mod):
-            prune.remove(mod, name)
-    return m
-
-
-def _masked(mod: nn.Module) -> list[str]:
-    """Names of the pruning-reparametrised tensors of a module."""
-    return [k[:-5] for k, _ in mod.named_buffers(recurse=False) if k.endswith("_mask")]
-
-
-@contextlib.contextmanager
-def quiet_export():
-    """Silence the ONNX exporters' progress prints and warnings (they go to stdout)."""
-    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        yield
-
-
-def export_qonnx_file(model: nn.Module, path: str | Path, input_shape=(1, 2, 1024)) -> Path:
-    """Export a deployable copy of `model` to QONNX (TorchScript exporter: fast, quiet)."""
-    from brevitas.export import export_qonnx
-
-    path = Path(path)
-    with quiet_export():
-        export_qonnx(deployable_copy(model), torch.zeros(*input_shape), str(path), dynamo=False)
-    return path
-
-
 def model_cost(model: nn.Module, discount_sparsity: bool = True) -> Cost:
     """Export `model` to a temporary QONNX file and score it."""
+    from .onnx_export import export_qonnx_file
+
     with tempfile.TemporaryDirectory(prefix="amc-cost-") as d:
         return onnx_cost(export_qonnx_file(model, Path(d) / "model.onnx"), discount_sparsity)

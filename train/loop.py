@@ -28,14 +28,15 @@ from torch import nn
 from tqdm import tqdm
 
 from radioml.batches import iter_batches, prefetch
+from radioml.cli import first_line
 from radioml.dataset import RadioMLFile
 from radioml.metrics import summarize
 
 from . import checkpoint as ckpt
 from .config import TrainConfig, semantic_diff
-from .cost import deployable_copy, model_cost
+from .cost import model_cost
 from .channel_pruning import widths
-from .masks import init_masks, prune_step, sparsity
+from .masks import deployable_copy, init_masks, prune_step, sparsity
 from .model import build_vgg10
 from .narrow import narrow
 from .saved_model import save_model
@@ -227,7 +228,7 @@ def train(cfg: TrainConfig) -> Path:
             ckpt.restore(ck["current"], model, opt, lr_sched)
             pruner.load_state_dict(ck["pruner"])
         except (RuntimeError, KeyError) as e:
-            raise ValueError(f"{ck_path}: does not fit this version of the toolchain ({str(e).splitlines()[0]}); "
+            raise ValueError(f"{ck_path}: does not fit this version of the toolchain ({first_line(e)}); "
                              f"use another --run_dir or delete it") from None
         state = RunState(**ck["state"])
         last_good = ck["last_good"]
@@ -308,7 +309,7 @@ def train(cfg: TrainConfig) -> Path:
 def _finish(model, ds, sp: Splits, cfg: TrainConfig, state: RunState, device, met: bool, data_wait: float):
     """Final model, test metrics, cost and plots into the run directory."""
     from .plots import plot_run
-    from .results import write_json
+    from radioml.atomic import write_json
 
     run_dir = Path(cfg.run_dir)
     res = predict(model, ds, sp.test, device, cfg.optim.eval_batch_size, desc="test")
@@ -334,7 +335,7 @@ def _finish(model, ds, sp: Splits, cfg: TrainConfig, state: RunState, device, me
         "sparsity_per_layer": sp_stats["layers"],
     })
     save_model(final, model_cfg, cfg.to_dict(), run_dir / "model.pt")
-    write_json(metrics, run_dir / "metrics.json")
+    write_json(run_dir / "metrics.json", metrics)
     plot_run(metrics, run_dir)
     log.info(f"test accuracy {metrics['accuracy']:.4f} ({len(res['y'])} frames, {sp.feedback_name} feedback), widths {list(model_cfg.convs)} + {list(model_cfg.denses)}, "
              f"cost {cost.cost:.4f} (bops {cost.bops_pct:.2f}%, weight bits {cost.weight_bits_pct:.2f}%), "

@@ -13,6 +13,8 @@ Structures:
 """
 from __future__ import annotations
 
+import copy
+
 from torch import nn
 from torch.nn.utils import prune
 
@@ -73,3 +75,20 @@ def sparsity(model: nn.Module) -> dict:
         layers.append({"layer": i, "type": type(module).__name__, "weights": n, "kept": k})
         total, kept = total + n, kept + k
     return {"weights": total, "kept": kept, "kept_fraction": kept / total, "layers": layers}
+
+
+def deployable_copy(model: nn.Module) -> nn.Module:
+    """An eval-mode copy with pruning masks burnt into the weights (prune.remove)."""
+    for mod in model.modules():  # the pruning hook's weight = orig * mask is not a leaf: detach to copy
+        for name in _masked(mod):
+            setattr(mod, name, getattr(mod, name).detach())
+    m = copy.deepcopy(model).cpu().eval()
+    for mod in m.modules():
+        for name in _masked(mod):
+            prune.remove(mod, name)
+    return m
+
+
+def _masked(mod: nn.Module) -> list[str]:
+    """Names of the pruning-reparametrised tensors of a module."""
+    return [k[:-5] for k, _ in mod.named_buffers(recurse=False) if k.endswith("_mask")]

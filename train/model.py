@@ -12,7 +12,6 @@ from __future__ import annotations
 import typing
 from dataclasses import asdict, dataclass
 
-import torch
 from torch import nn
 import brevitas.nn as qnn
 from brevitas.core.scaling import ScalingImplType

@@ -5,6 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from radioml.cli import run_main
+
 from .results import read_metrics
 
 
@@ -30,14 +32,9 @@ def format_run(m: dict) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m train.report", description=__doc__.split(":", 1)[1].strip())
-    p.add_argument("run_dir", type=Path)
+    p.add_argument("run_dir", type=Path, help="run directory (holds metrics.json)")
     a = p.parse_args(argv)
-    try:
-        print(format_run(read_metrics(a.run_dir)))
-    except (ValueError, KeyError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_main(lambda: print(format_run(read_metrics(a.run_dir))), (ValueError, KeyError))
 
 
 if __name__ == "__main__":

@@ -1,17 +1,8 @@
-"""Reading and writing run results (JSON, atomically)."""
+"""Reading run results (written atomically by radioml.atomic.write_json)."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
-
-
-def write_json(obj, path: Path) -> None:
-    """Write JSON to a temporary file, then rename: readers never see half a file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
 
 
 def read_metrics(run_dir: Path) -> dict:

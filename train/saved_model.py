@@ -13,10 +13,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from radioml.cli import first_line
+
 from .checkpoint import FORMAT as CHECKPOINT_FORMAT
 from .checkpoint import atomic_save
-from .cost import deployable_copy
-from .masks import init_masks
+from .masks import deployable_copy, init_masks
 from .model import ModelConfig, build_vgg10
 from .narrow import narrow
 
@@ -40,7 +41,7 @@ def _load_state(model: nn.Module, state: dict, where) -> None:
     try:
         res = model.load_state_dict(state, strict=False)
     except RuntimeError as e:
-        raise ValueError(f"{where}: weights do not match its config ({str(e).splitlines()[0]})") from None
+        raise ValueError(f"{where}: weights do not match its config ({first_line(e)})") from None
     if res.missing_keys or res.unexpected_keys:
         raise ValueError(f"{where}: weights do not match its config "
                          f"(missing {list(res.missing_keys)[:3]}, unexpected {list(res.unexpected_keys)[:3]})")
@@ -57,7 +58,7 @@ def load_model(src: str | Path) -> tuple[nn.Module, ModelConfig, str]:
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - unpickling errors come in many types
-        raise ValueError(f"{p}: not a readable PyTorch file ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        raise ValueError(f"{p}: not a readable PyTorch file ({first_line(e)})") from None
     if not isinstance(obj, dict) or obj.get("format") not in (MODEL_FORMAT, CHECKPOINT_FORMAT):
         raise ValueError(f"{p}: not a model or checkpoint of this toolchain")
     cfg = _model_config(obj["config"]["model"], p)

@@ -1,0 +1,80 @@
+"""The export's own graph edits, as qonnx Transformations named for their effect.
+
+Everything else in the export is FINN's or qonnx's own steps; these three fill the gaps
+between a 1D Brevitas model and FINN's 2D dataflow flow:
+
+  SplitOffInputQuant       the accelerator takes integers: the Quant fed by the graph input
+                           becomes Mul(scale) on an INTn input (the host quantises, radioml.quant)
+  MarkMultiThresholdsNCW   ConvertQONNXtoFINN guesses channels-last (NWC) for per-tensor
+                           thresholds on 3D tensors; these tensors are (N, C, W)
+  CompleteMaxPoolDilations Change3DTo4DTensors leaves MaxPool's `dilations` 1-long on 4D tensors
+"""
+from __future__ import annotations
+
+import numpy as np
+from onnx import helper
+from qonnx.transformation.base import Transformation
+
+from radioml.quant import InputQuant
+
+
+def input_quant_of(model) -> tuple[InputQuant, object]:
+    """The QONNX graph's input quantiser parameters and node (the Quant fed by the graph input)."""
+    from qonnx.custom_op.registry import getCustomOp
+
+    node = model.find_consumer(model.graph.input[0].name)
+    if node is None or node.op_type != "Quant":
+        raise ValueError(f"expected the input to feed a Quant node, found {node.op_type if node else 'nothing'}")
+    op = getCustomOp(node)
+    scale, zp, bits = (model.get_initializer(node.input[i]) for i in (1, 2, 3))
+    if scale is None or np.asarray(scale).size != 1:
+        raise ValueError("the input quantiser must have one constant scale")
+    iq = InputQuant(float(np.asarray(scale).item()), float(np.asarray(zp).item()), int(np.asarray(bits).item()),
+                    bool(op.get_nodeattr("signed")), bool(op.get_nodeattr("narrow")), op.get_nodeattr("rounding_mode"))
+    return iq, node
+
+
+class SplitOffInputQuant(Transformation):
+    """Replace the input Quant by Mul(scale) and declare the graph input INTn: the graph then
+    takes the integers the host quantiser produces."""
+
+    def apply(self, model):
+        from qonnx.core.datatype import DataType
+
+        iq, node = input_quant_of(model)
+        if iq.zero_point != 0:
+            raise ValueError("input quantiser with a zero point is not supported")
+        scale_name = model.make_new_valueinfo_name()
+        model.set_initializer(scale_name, np.array(iq.scale, dtype=np.float32))
+        mul = helper.make_node("Mul", [node.input[0], scale_name], [node.output[0]], name="InputScale")
+        g = model.graph
+        idx = list(g.node).index(node)
+        g.node.remove(node)
+        g.node.insert(idx, mul)
+        model.set_tensor_datatype(g.input[0].name, DataType[iq.finn_dtype])
+        return model, False
+
+
+class MarkMultiThresholdsNCW(Transformation):
+    """Set data_layout NCW on MultiThresholds over 3D tensors (our 1D convs are channels-first)."""
+
+    def apply(self, model):
+        from qonnx.custom_op.registry import getCustomOp
+
+        for n in model.graph.node:
+            if n.op_type == "MultiThreshold" and len(model.get_tensor_shape(n.input[0])) == 3:
+                getCustomOp(n).set_nodeattr("data_layout", "NCW")
+        return model, False
+
+
+class CompleteMaxPoolDilations(Transformation):
+    """Give 4D MaxPools a 2-long `dilations` (Change3DTo4DTensors extends kernel and strides only)."""
+
+    def apply(self, model):
+        for n in model.graph.node:
+            if n.op_type != "MaxPool":
+                continue
+            for a in n.attribute:
+                if a.name == "dilations" and len(a.ints) == 1:
+                    a.ints.append(1)
+        return model, False

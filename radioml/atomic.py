@@ -1,0 +1,38 @@
+"""Files written whole or not at all: a temporary file beside the target, fsync, then rename.
+
+Every stage writes its results through these, so a crash or a full disk leaves the
+previous file (or none), never half of one. Importable on a PYNQ board (stdlib only).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path beside `path` (same suffix, for writers that infer the format);
+    once the block succeeds it is synced and renamed onto `path`, otherwise removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_text(path, text: str) -> Path:
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(text)
+    return Path(path)
+
+
+def write_json(path, obj, indent: int = 1) -> Path:
+    return write_text(path, json.dumps(obj, indent=indent))
