@@ -62,7 +62,8 @@ def table(rows: list[dict]) -> str:
             "weight-bits %", "cost", "test acc", "feedback acc", "met floor")
     lines = [head]
     for r in rows:
-        lines.append((r["strategy"], r["bits"], r["widths"], f"{r['steps_kept']}/{r['steps_all']}", f"{r['eta_measured']:.2f}",
+        lines.append((r["strategy"], r["bits"], r["widths"], f"{r['steps_kept']}/{r['steps_all']}",
+                      f"{r['eta_measured']:.2f}",
                       f"{r['eta_eq3_all']:.2f}", f"{r['bops_pct']:.3f}", f"{r['weight_bits_pct']:.3f}",
                       f"{r['cost']:.4f}", f"{r['accuracy']:.4f}", f"{r['feedback_accuracy']:.4f}",
                       "yes" if r["met_floor"] else "no"))

@@ -50,7 +50,8 @@ class PruneConfig:
     divisor: float = 2.0  # FMP: p /= divisor after a failed round
     p_min: float = 0.05  # FMP: stop once p < p_min
     scope: str = "global"  # unstructured: global (the authors': one threshold over all layers) | layer
-    structure: str = "unstructured"  # unstructured | filters (whole channels, FINN-visible) | hybrid (filters, then unstructured)
+    # unstructured | filters (whole channels: FINN-visible) | hybrid (filters, then unstructured)
+    structure: str = "unstructured"
     max_rounds: int = 100  # upper bound on pruning steps
     cost_every_round: bool = True  # qonnx cost of each saved model (about 1 s each)
 

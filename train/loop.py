@@ -13,7 +13,6 @@ float32 graph that is exported, so the trained model would not be the deployed o
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -28,6 +27,7 @@ from torch import nn
 from tqdm import tqdm
 
 from radioml.batches import iter_batches, prefetch
+from radioml.atomic import write_json
 from radioml.cli import first_line
 from radioml.dataset import RadioMLFile
 from radioml.metrics import summarize
@@ -105,15 +105,15 @@ class Splits:
 
 
 def _splits(ds: RadioMLFile, cfg: TrainConfig) -> Splits:
-    d = cfg.data
-    sp = ds.split(d.min_train_snr, d.val_fraction)
-    train = sp.train
-    if d.train_subset < 1.0:
+    data = cfg.data
+    split = ds.split(data.min_train_snr, data.val_fraction)
+    train = split.train
+    if data.train_subset < 1.0:
         rng = np.random.default_rng([cfg.seed, 7])
-        k = max(1, int(round(d.train_subset * len(train))))
+        k = max(1, int(round(data.train_subset * len(train))))
         train = np.sort(rng.choice(train, k, replace=False))
-    feedback = sp.val if d.feedback_split == "val" else sp.test
-    return Splits(train, feedback, sp.test, d.feedback_split)
+    feedback = split.val if data.feedback_split == "val" else split.test
+    return Splits(train, feedback, split.test, data.feedback_split)
 
 
 @torch.no_grad()
@@ -137,35 +137,6 @@ def predict(model: nn.Module, ds: RadioMLFile, idx: np.ndarray, device, batch_si
             "snr": np.concatenate(ss)}
 
 
-def _train_epoch(model, ds, idx, opt, cfg: TrainConfig, epoch: int, device, d: Dist, rate: float,
-                 data_wait: list) -> tuple[float, float]:
-    model.train()
-    bs = cfg.optim.batch_size
-    n_batches = math.ceil(len(idx) / bs)
-    it = prefetch(iter_batches(ds, idx, bs, shuffle=True, seed=cfg.seed, epoch=epoch,
-                               buffer_frames=cfg.data.buffer_frames), 3)
-    loss_sum, correct, seen = 0.0, 0, 0
-    bar = tqdm(total=n_batches, desc=f"epoch {epoch}", leave=False, disable=not d.main, mininterval=1.0)
-    t_wait = time.perf_counter()
-    for b in it:
-        data_wait[0] += time.perf_counter() - t_wait
-        x = torch.from_numpy(b.x[d.rank::d.world]).to(device, non_blocking=True)
-        y = torch.from_numpy(b.y[d.rank::d.world]).to(device, non_blocking=True)
-        opt.zero_grad(set_to_none=True)
-        out = model(x)
-        loss = F.cross_entropy(out, y)
-        loss.backward()
-        opt.step()
-        loss_sum += loss.item() * len(y)
-        correct += int((out.argmax(1) == y).sum().item())
-        seen += len(y)
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}", p=f"{rate:.3g}")
-        t_wait = time.perf_counter()
-    bar.close()
-    return loss_sum / max(seen, 1), correct / max(seen, 1)
-
-
 @dataclass
 class RunState:
     """Everything beyond model/optimizer state that a resumed run needs."""
@@ -186,9 +157,9 @@ def _eq3(rates) -> float:
 
 
 def _round_record(model, state: RunState, epoch: int, acc: float, cfg: TrainConfig) -> dict:
-    sp = sparsity(model)
+    sparse = sparsity(model)
     rec = {"epoch": epoch, "prunes": len(state.rates_lineage), "accuracy": acc,
-           "kept_fraction": sp["kept_fraction"], "eta_measured": sp["weights"] / max(sp["kept"], 1),
+           "kept_fraction": sparse["kept_fraction"], "eta_measured": sparse["weights"] / max(sparse["kept"], 1),
            "eta_eq3_lineage": _eq3(state.rates_lineage), "eta_eq3_all_rounds": _eq3(state.rates_all)}
     if cfg.prune.cost_every_round:
         rec.update({k: v for k, v in model_cost(model).to_dict().items()
@@ -196,147 +167,223 @@ def _round_record(model, state: RunState, epoch: int, acc: float, cfg: TrainConf
     return rec
 
 
-def train(cfg: TrainConfig) -> Path:
-    """Run (or resume) one training run; return its run directory."""
-    cfg.validate()
-    run_dir = Path(cfg.run_dir)
+@dataclass
+class Run:
+    """One training run's live objects; `train` drives it epoch by epoch."""
+
+    cfg: TrainConfig
+    dist: Dist
+    device: torch.device
+    ds: RadioMLFile
+    splits: Splits
+    model: nn.Module
+    opt: torch.optim.Optimizer
+    lr_sched: object
+    pruner: object
+    state: RunState = field(default_factory=RunState)
+    last_good: dict | None = None
+    data_wait: float = 0.0  # seconds the training thread waited for batches
+
+    @property
+    def ck_path(self) -> Path:
+        return Path(self.cfg.run_dir) / "checkpoint.pt"
+
+    def resume(self) -> None:
+        """Continue from this run directory's checkpoint (same config only)."""
+        ck = ckpt.load_checkpoint(self.ck_path)
+        diff = semantic_diff(ck["config"], self.cfg.to_dict())
+        if diff:
+            raise ValueError(f"{self.ck_path}: written by another config (differs in {', '.join(diff)}); "
+                             f"use another --run_dir or delete it")
+        try:
+            ckpt.restore(ck["current"], self.model, self.opt, self.lr_sched)
+            self.pruner.load_state_dict(ck["pruner"])
+        except (RuntimeError, KeyError) as e:
+            raise ValueError(f"{self.ck_path}: does not fit this version of the toolchain ({first_line(e)}); "
+                             f"use another --run_dir or delete it") from None
+        self.state = RunState(**ck["state"])
+        self.last_good = ck["last_good"]
+        torch.set_rng_state(ck["rng"])
+        log.info(f"resumed {self.ck_path} at epoch {self.state.epoch}")
+
+    def start_from(self, run_dir: str) -> None:
+        """Start from another run's model: its final one when that run finished, else its current one."""
+        start = ckpt.load_checkpoint(Path(run_dir) / "checkpoint.pt")
+        st = start["state"]
+        final = st["done"] and st["final"] == "last_good" and start["last_good"] is not None
+        snap = start["last_good"] if final else start["current"]
+        with ckpt.in_place_loading():
+            self.model.load_state_dict(snap["model"])
+        ckpt.restore_quant_state(self.model, snap["quant"])
+        log.info(f"starting from the {'final' if final else 'current'} model of {run_dir} (epoch {st['epoch']})")
+
+    def train_epoch(self, net: nn.Module) -> tuple[float, float]:
+        """One pass over the training split; (mean loss, accuracy) of this rank's frames."""
+        cfg, d, st = self.cfg, self.dist, self.state
+        net.train()
+        bs = cfg.optim.batch_size
+        it = prefetch(iter_batches(self.ds, self.splits.train, bs, shuffle=True, seed=cfg.seed, epoch=st.epoch,
+                                   buffer_frames=cfg.data.buffer_frames), 3)
+        loss_sum, correct, seen = 0.0, 0, 0
+        bar = tqdm(total=math.ceil(len(self.splits.train) / bs), desc=f"epoch {st.epoch}", leave=False,
+                   disable=not d.main, mininterval=1.0)
+        t_wait = time.perf_counter()
+        for b in it:
+            self.data_wait += time.perf_counter() - t_wait
+            x = torch.from_numpy(b.x[d.rank::d.world]).to(self.device, non_blocking=True)
+            y = torch.from_numpy(b.y[d.rank::d.world]).to(self.device, non_blocking=True)
+            self.opt.zero_grad(set_to_none=True)
+            out = net(x)
+            loss = F.cross_entropy(out, y)
+            loss.backward()
+            self.opt.step()
+            loss_sum += loss.item() * len(y)
+            correct += int((out.argmax(1) == y).sum().item())
+            seen += len(y)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}", p=f"{self.pruner.rate:.3g}")
+            t_wait = time.perf_counter()
+        bar.close()
+        return loss_sum / max(seen, 1), correct / max(seen, 1)
+
+    def act(self, action, feedback_accuracy: float) -> None:
+        """Carry out the pruning scheduler's decision."""
+        st, model = self.state, self.model
+        if action.met_floor:
+            self.last_good = ckpt.snapshot(model, self.opt, self.lr_sched)
+            self.last_good["rates_lineage"] = list(st.rates_lineage)
+            if self.dist.main:
+                st.rounds.append(_round_record(model, st, st.epoch, feedback_accuracy, self.cfg))
+        if action.kind == "prune":
+            removed = prune_step(model, action.amount, self.pruner.structure, self.cfg.prune.scope)
+            st.rates_all.append(action.amount)
+            st.rates_lineage.append(action.amount)
+            if self.dist.main and self.pruner.structure == "filters":
+                log.info(f"filters kept per layer: {widths(model)} ({removed} weights removed)")
+            if removed == 0:
+                st.done, st.stop_reason, st.final = True, "nothing left to prune", "current"
+        elif action.kind == "rollback":
+            self.restore_last_good()
+        elif action.kind == "stop":
+            st.done, st.stop_reason, st.final = True, action.reason, action.final
+
+    def restore_last_good(self) -> None:
+        ckpt.restore(self.last_good, self.model, self.opt, self.lr_sched)
+        self.state.rates_lineage = list(self.last_good["rates_lineage"])
+
+    def save_checkpoint(self) -> None:
+        ckpt.atomic_save({
+            "format": ckpt.FORMAT, "config": self.cfg.to_dict(),
+            "current": ckpt.snapshot(self.model, self.opt, self.lr_sched), "last_good": self.last_good,
+            "pruner": self.pruner.state_dict(), "state": vars(self.state), "rng": torch.get_rng_state()},
+            self.ck_path)
+
+    def epoch(self, net: nn.Module) -> None:
+        """Train, measure the feedback accuracy, step both schedulers, act, checkpoint."""
+        t0 = time.perf_counter()
+        st, splits = self.state, self.splits
+        st.epoch += 1
+        rate = self.pruner.rate
+        tr_loss, tr_acc = self.train_epoch(net)
+        fb = predict(self.model, self.ds, splits.feedback, self.device, self.cfg.optim.eval_batch_size)
+        self.lr_sched.step(fb["loss"])
+        action = self.pruner.step(fb["accuracy"])
+        kept = sparsity(self.model)["kept_fraction"]
+        st.history.append({
+            "epoch": st.epoch, "train_loss": tr_loss, "train_accuracy": tr_acc,
+            "feedback_loss": fb["loss"], "feedback_accuracy": fb["accuracy"],
+            "lr": self.opt.param_groups[0]["lr"], "p": rate, "kept_fraction": kept,
+            "action": action.kind, "seconds": time.perf_counter() - t0})
+        if self.dist.main:
+            log.info(f"epoch {st.epoch:3d}  loss {tr_loss:.4f}  train acc {tr_acc:.4f}  "
+                     f"{splits.feedback_name} acc {fb['accuracy']:.4f}  kept {kept:.4f}  p {rate:.4g}  "
+                     f"-> {action.kind}{' ' + action.reason if action.reason else ''}")
+        self.act(action, fb["accuracy"])
+        if self.dist.main:
+            self.save_checkpoint()
+        _barrier(self.dist)
+
+
+def _new_run(cfg: TrainConfig) -> Run:
+    """Seeded model, optimizer, schedulers and data of a fresh run (before any resume)."""
     d, device = _init_dist(cfg.device)
-    _setup_logging(run_dir, d.main)
+    _setup_logging(Path(cfg.run_dir), d.main)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
-
     ds = RadioMLFile(cfg.data.path, cfg.data.cache_dir)
-    sp = _splits(ds, cfg)
+    splits = _splits(ds, cfg)
     model = init_masks(build_vgg10(cfg.model)).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr)
     lr_sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
         opt, mode="min", factor=cfg.optim.plateau_factor, patience=cfg.optim.plateau_patience)
     pruner = make_scheduler(cfg.prune.strategy, cfg.prune, cfg.optim.epochs_per_round)
-    state = RunState()
-    last_good = None
-    ck_path = run_dir / "checkpoint.pt"
-    cfg_dict = cfg.to_dict()
-    if ck_path.exists():
-        ck = ckpt.load_checkpoint(ck_path)
-        diff = semantic_diff(ck["config"], cfg_dict)
-        if diff:
-            raise ValueError(f"{ck_path}: written by another config (differs in {', '.join(diff)}); "
-                             f"use another --run_dir or delete it")
-        try:
-            ckpt.restore(ck["current"], model, opt, lr_sched)
-            pruner.load_state_dict(ck["pruner"])
-        except (RuntimeError, KeyError) as e:
-            raise ValueError(f"{ck_path}: does not fit this version of the toolchain ({first_line(e)}); "
-                             f"use another --run_dir or delete it") from None
-        state = RunState(**ck["state"])
-        last_good = ck["last_good"]
-        torch.set_rng_state(ck["rng"])
-        log.info(f"resumed {ck_path} at epoch {state.epoch}")
+    return Run(cfg, d, device, ds, splits, model, opt, lr_sched, pruner)
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Run (or resume) one training run; return its run directory."""
+    cfg.validate()
+    run = _new_run(cfg)
+    if run.ck_path.exists():
+        run.resume()
     elif cfg.init_from:
-        start = ckpt.load_checkpoint(Path(cfg.init_from) / "checkpoint.pt")
-        st = start["state"]
-        final = st["done"] and st["final"] == "last_good" and start["last_good"] is not None
-        snap = start["last_good"] if final else start["current"]  # a finished run's final model
-        with ckpt.in_place_loading():
-            model.load_state_dict(snap["model"])
-        ckpt.restore_quant_state(model, snap["quant"])
-        log.info(f"starting from the {'final' if final else 'current'} model of {cfg.init_from} (epoch {st['epoch']})")
-    net = model
-    if d.world > 1:
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    if d.main:
-        (run_dir / "config.json").write_text(json.dumps(cfg_dict, indent=2))
-        log.info(f"data {cfg.data.path}: train {len(sp.train)}, feedback ({sp.feedback_name}) "
-                 f"{len(sp.feedback)}, test {len(sp.test)} frames; device {device}, world {d.world}; "
-                 f"strategy {cfg.prune.strategy}, floor {cfg.prune.floor}")
-
-    data_wait = [0.0]
-    while not state.done:
-        t0 = time.perf_counter()
-        state.epoch += 1
-        rate = pruner.rate
-        tr_loss, tr_acc = _train_epoch(net, ds, sp.train, opt, cfg, state.epoch, device, d, rate, data_wait)
-        fb = predict(model, ds, sp.feedback, device, cfg.optim.eval_batch_size)
-        lr_sched.step(fb["loss"])
-        action = pruner.step(fb["accuracy"])
-        kept = sparsity(model)["kept_fraction"]
-        state.history.append({
-            "epoch": state.epoch, "train_loss": tr_loss, "train_accuracy": tr_acc,
-            "feedback_loss": fb["loss"], "feedback_accuracy": fb["accuracy"],
-            "lr": opt.param_groups[0]["lr"], "p": rate, "kept_fraction": kept,
-            "action": action.kind, "seconds": time.perf_counter() - t0})
-        if d.main:
-            log.info(f"epoch {state.epoch:3d}  loss {tr_loss:.4f}  train acc {tr_acc:.4f}  "
-                     f"{sp.feedback_name} acc {fb['accuracy']:.4f}  kept {kept:.4f}  p {rate:.4g}  "
-                     f"-> {action.kind}{' ' + action.reason if action.reason else ''}")
-        if action.met_floor:
-            last_good = ckpt.snapshot(model, opt, lr_sched)
-            last_good["rates_lineage"] = list(state.rates_lineage)
-            if d.main:
-                state.rounds.append(_round_record(model, state, state.epoch, fb["accuracy"], cfg))
-        if action.kind == "prune":
-            removed = prune_step(model, action.amount, pruner.structure, cfg.prune.scope)
-            state.rates_all.append(action.amount)
-            state.rates_lineage.append(action.amount)
-            if d.main and pruner.structure == "filters":
-                log.info(f"filters kept per layer: {widths(model)} ({removed} weights removed)")
-            if removed == 0:
-                state.done, state.stop_reason, state.final = True, "nothing left to prune", "current"
-        elif action.kind == "rollback":
-            ckpt.restore(last_good, model, opt, lr_sched)
-            state.rates_lineage = list(last_good["rates_lineage"])
-        elif action.kind == "stop":
-            state.done, state.stop_reason, state.final = True, action.reason, action.final
-        if d.main:
-            ckpt.atomic_save({
-                "format": ckpt.FORMAT, "config": cfg_dict, "current": ckpt.snapshot(model, opt, lr_sched),
-                "last_good": last_good, "pruner": pruner.state_dict(), "state": vars(state),
-                "rng": torch.get_rng_state()}, ck_path)
-        _barrier(d)
-
-    if state.final == "last_good" and last_good is not None:
-        ckpt.restore(last_good, model, opt, lr_sched)
-        state.rates_lineage = list(last_good["rates_lineage"])
-    if d.main:
-        _finish(model, ds, sp, cfg, state, device, last_good is not None, data_wait[0])
-    _barrier(d)
-    ds.close()
-    return run_dir
+        run.start_from(cfg.init_from)
+    dist, splits = run.dist, run.splits
+    net = run.model
+    if dist.world > 1:
+        net = nn.parallel.DistributedDataParallel(
+            run.model, device_ids=[run.device.index] if run.device.type == "cuda" else None)
+    if dist.main:
+        write_json(Path(cfg.run_dir) / "config.json", cfg.to_dict(), indent=2)
+        log.info(f"data {cfg.data.path}: train {len(splits.train)}, feedback ({splits.feedback_name}) "
+                 f"{len(splits.feedback)}, test {len(splits.test)} frames; device {run.device}, world {dist.world}; "
+                 f"strategy {cfg.prune.strategy}, structure {cfg.prune.structure}, floor {cfg.prune.floor}")
+    while not run.state.done:
+        run.epoch(net)
+    if run.state.final == "last_good" and run.last_good is not None:
+        run.restore_last_good()
+    if dist.main:
+        _finish(run)
+    _barrier(dist)
+    run.ds.close()
+    return Path(cfg.run_dir)
 
 
-def _finish(model, ds, sp: Splits, cfg: TrainConfig, state: RunState, device, met: bool, data_wait: float):
+def _finish(run: Run):
     """Final model, test metrics, cost and plots into the run directory."""
     from .plots import plot_run
-    from radioml.atomic import write_json
 
+    model, ds, splits, cfg, state, device = run.model, run.ds, run.splits, run.cfg, run.state, run.device
+    met, data_wait = run.last_good is not None, run.data_wait
     run_dir = Path(cfg.run_dir)
-    res = predict(model, ds, sp.test, device, cfg.optim.eval_batch_size, desc="test")
+    res = predict(model, ds, splits.test, device, cfg.optim.eval_batch_size, desc="test")
     metrics = summarize(res["y"], res["pred"], res["snr"])
-    sp_stats = sparsity(model)
+    sparse = sparsity(model)
     final, model_cfg = narrow(deployable_copy(model), cfg.model)
     cost = model_cost(final)
     dense = model_cost(final, discount_sparsity=False)
     metrics.update({
         "strategy": cfg.prune.strategy, "structure": cfg.prune.structure,
-        "widths": {"conv": list(model_cfg.convs), "dense": list(model_cfg.denses)}, "bits": {"input": cfg.model.input_bits, "weight": cfg.model.weight_bits,
-                                                  "activation": cfg.model.act_bits},
-        "floor": cfg.prune.floor, "feedback_split": sp.feedback_name, "met_floor": met,
+        "widths": {"conv": list(model_cfg.convs), "dense": list(model_cfg.denses)},
+        "bits": {"input": cfg.model.input_bits, "weight": cfg.model.weight_bits, "activation": cfg.model.act_bits},
+        "floor": cfg.prune.floor, "feedback_split": splits.feedback_name, "met_floor": met,
         "stop_reason": state.stop_reason, "epochs": state.epoch,
         "pruning_steps_kept": len(state.rates_lineage), "pruning_steps_all": len(state.rates_all),
         "rollbacks": sum(h["action"] == "rollback" for h in state.history),
-        "weights": sp_stats["weights"], "weights_kept": sp_stats["kept"],
-        "eta_measured": sp_stats["weights"] / max(sp_stats["kept"], 1),
-        "eta_nonzero_after_quant": sp_stats["weights"] / max(cost.weights, 1),
+        "weights": sparse["weights"], "weights_kept": sparse["kept"],
+        "eta_measured": sparse["weights"] / max(sparse["kept"], 1),
+        "eta_nonzero_after_quant": sparse["weights"] / max(cost.weights, 1),
         "eta_eq3_lineage": _eq3(state.rates_lineage), "eta_eq3_all_rounds": _eq3(state.rates_all),
         "cost": cost.to_dict(), "cost_dense": dense.to_dict(),
         "history": state.history, "rounds": state.rounds, "data_wait_seconds": data_wait,
-        "sparsity_per_layer": sp_stats["layers"],
+        "sparsity_per_layer": sparse["layers"],
     })
     save_model(final, model_cfg, cfg.to_dict(), run_dir / "model.pt")
     write_json(run_dir / "metrics.json", metrics)
     plot_run(metrics, run_dir)
-    log.info(f"test accuracy {metrics['accuracy']:.4f} ({len(res['y'])} frames, {sp.feedback_name} feedback), widths {list(model_cfg.convs)} + {list(model_cfg.denses)}, "
+    log.info(f"test accuracy {metrics['accuracy']:.4f} ({len(res['y'])} frames, {splits.feedback_name} feedback), "
+             f"widths {list(model_cfg.convs)} + {list(model_cfg.denses)}, "
              f"cost {cost.cost:.4f} (bops {cost.bops_pct:.2f}%, weight bits {cost.weight_bits_pct:.2f}%), "
-             f"weights kept {sp_stats['kept']}/{sp_stats['weights']} (eta {metrics['eta_measured']:.2f}) -> {run_dir}")
+             f"weights kept {sparse['kept']}/{sparse['weights']} (eta {metrics['eta_measured']:.2f}) -> {run_dir}")

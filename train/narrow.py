@@ -58,7 +58,8 @@ def narrow(model: nn.Module, cfg: ModelConfig) -> tuple[nn.Module, ModelConfig]:
         if mod in cols and leaf == "weight":
             t = t.index_select(1, cols[mod].to(t.device))
         if t.shape != like.shape:
-            raise RuntimeError(f"narrowing: {key} has shape {tuple(t.shape)}, the narrow model wants {tuple(like.shape)}")
+            raise RuntimeError(f"narrowing: {key} has shape {tuple(t.shape)}, "
+                               f"the narrow model wants {tuple(like.shape)}")
         state[key] = t
     new.load_state_dict(state, strict=False)
     restore_quant_state(new, quant_state(model))
