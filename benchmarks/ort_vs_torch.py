@@ -29,22 +29,18 @@ def _rate(fn, batch: int, seconds: float) -> float:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--bits", type=int, default=4)
+    p.add_argument("--bits", type=int, default=4, help="weight/activation bits of the fresh model (default: %(default)s)")
     p.add_argument("--seconds", type=float, default=5.0, help="time per measurement (default: %(default)s)")
     a = p.parse_args(argv)
     import onnxruntime as ort
 
     from export.load import fresh_model
-    from export.steps import step_export_qcdq
+    from radioml.golden_session import golden_session
+    from train.onnx_export import export_qcdq_file
 
     model, _, _ = fresh_model(a.bits)
     with tempfile.TemporaryDirectory() as d:
-        cfg = type("C", (), {"work_dir": d})()
-        path = step_export_qcdq(model, cfg)
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-        so.log_severity_level = 3
-        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        sess = golden_session(export_qcdq_file(model, Path(d) / "model_qcdq.onnx"))
         name = sess.get_inputs()[0].name
         print(f"{a.bits}-bit VGG10, {torch.get_num_threads()} torch threads, onnxruntime {ort.__version__}")
         print(f"{'batch':>6}{'torch frames/s':>16}{'ORT QCDQ frames/s':>19}{'ORT / torch':>13}{'max |diff|':>12}")

@@ -155,7 +155,7 @@ def main(argv=None) -> int:
     p.add_argument("--check-frames", type=int, default=32, help="test frames each export check runs (default: %(default)s)")
     a = p.parse_args(argv)
     from .finn_env import XilinxToolMissing
-    from export.checks import ExportCheckFailed
+    from export.golden import ExportCheckFailed
 
     return run_main(lambda: compare_hardware(Path(a.runs), a.board, a.target_fps, a.util_cap, a.data,
                                              a.check_frames) and None,

@@ -19,7 +19,7 @@ from radioml.quant import InputQuant
 
 def check_dir(export_dir: Path, tol: float = 1e-4):
     """The CheckReport of an existing export directory."""
-    from .checks import run_checks
+    from .golden import run_checks
 
     export_dir = Path(export_dir)
     try:

@@ -15,7 +15,6 @@ check passed, so DIR is either complete or absent):
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -25,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from radioml.classes import CLASSES
+from radioml.atomic import write_json
+from radioml.classes import CLASSES, FRAME_LENGTH
 from radioml.cli import run_main
 
 from .config import ExportConfig
@@ -52,28 +52,79 @@ def table(report) -> str:
     return "\n".join("  ".join(c.ljust(w[i]) if i < 4 else c for i, c in enumerate(r)) for r in rows)
 
 
-def export(cfg: ExportConfig, log=print) -> Path:
-    """Run the export flow and the checks; return the output directory."""
-    import torch
-
-    from train.cost import onnx_cost
-
-    from . import steps
-    from .checks import ExportCheckFailed, run_checks
-    from .load import fresh_model, load_model
-    from .transforms import input_quant_of
-
-    out = Path(cfg.out)
-    if out.exists() and not cfg.force:
+def _check_out_dir(out: Path, force: bool) -> None:
+    if out.exists() and not force:
         raise ValueError(f"{out}: already exists (pass --force to replace it)")
     if any(p.exists() and not p.is_dir() for p in out.parents):
         raise ValueError(f"{out.parent}: not a directory")
     out.parent.mkdir(parents=True, exist_ok=True)
     if not os.access(out.parent, os.W_OK):
         raise ValueError(f"{out.parent}: not writable")
+
+
+def _source_model(cfg: ExportConfig):
+    """(model, ModelConfig, description) of --run or --fresh-bits."""
+    from .load import fresh_model, load_model
+
     if (cfg.run is None) == (cfg.fresh_bits is None):
         raise ValueError("pass exactly one of --run or --fresh-bits")
-    model, mcfg, what = fresh_model(cfg.fresh_bits) if cfg.fresh_bits else load_model(cfg.run)
+    return fresh_model(cfg.fresh_bits) if cfg.fresh_bits else load_model(cfg.run)
+
+
+def _write_models(model, cfg: ExportConfig):
+    """QONNX, QCDQ and every FINN step into cfg.work_dir; (streamlined FINN model, input quantiser)."""
+    from . import steps
+    from .transforms import input_quant_of
+
+    qonnx_model = steps.step_export_qonnx(model, cfg)
+    steps.step_export_qcdq(model, cfg)
+    iq, _ = input_quant_of(qonnx_model)
+    m = steps.step_integer_input(qonnx_model, cfg)
+    for i, (name, fn, _) in enumerate(steps.FINN_STEPS, start=1):
+        m = steps.save_step(fn(m, cfg), cfg, i, name)
+    m.save(str(Path(cfg.work_dir) / "model_finn_streamlined.onnx"))
+    return m, iq
+
+
+def _write_io(work: Path, m, iq, mcfg, what: str, frames, idx, labels, torch_logits) -> None:
+    """FINN's verification pair, the golden frames and io.json (what build and driver read)."""
+    from .steps import FINN_STEPS, to_layout
+
+    np.save(work / "input.npy", to_layout(iq.quantize(frames[:1]), FINN_STEPS[-1][2]))
+    np.save(work / "expected_output.npy", torch_logits[:1])
+    np.savez(work / "golden.npz", frames=frames, indices=idx, labels=labels, torch_logits=torch_logits)
+    out_name = m.graph.output[0].name
+    write_json(work / "io.json", {
+        "input_quant": iq.to_dict(), "input_dtype": iq.finn_dtype,
+        "input_shape_float": [1, 2, FRAME_LENGTH], "input_layout_float": "NCW",
+        "input_shape": list(m.get_tensor_shape(m.graph.input[0].name)), "input_layout": "NW1C",
+        "output_shape": list(m.get_tensor_shape(out_name)), "output_dtype": str(m.get_tensor_datatype(out_name)),
+        "classes": list(CLASSES), "model_config": mcfg.to_dict(), "source": what,
+    })
+
+
+def _publish(work: Path, out: Path) -> None:
+    """Rename the finished work directory onto `out` (replacing an old one only now)."""
+    if out.exists():
+        old = out.with_name(f".{out.name}.old{os.getpid()}")
+        os.replace(out, old)
+        os.replace(work, out)
+        shutil.rmtree(old)
+    else:
+        os.replace(work, out)
+
+
+def export(cfg: ExportConfig, log=print) -> Path:
+    """Run the export flow and the checks; return the output directory."""
+    import torch
+
+    from train.cost import onnx_cost
+
+    from .golden import ExportCheckFailed, run_checks
+
+    out = Path(cfg.out)
+    _check_out_dir(out, cfg.force)
+    model, mcfg, what = _source_model(cfg)
     frames, idx, labels = _frames(cfg)
     with torch.no_grad():
         torch_logits = model(torch.from_numpy(frames)).numpy()
@@ -81,46 +132,21 @@ def export(cfg: ExportConfig, log=print) -> Path:
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp", dir=out.parent))
     cfg.work_dir = str(work)
     try:
-        qonnx_model = steps.step_export_qonnx(model, cfg)
-        steps.step_export_qcdq(model, cfg)
-        iq, _ = input_quant_of(qonnx_model)
-        m = steps.step_integer_input(qonnx_model, cfg)
-        for i, (name, fn, _) in enumerate(steps.FINN_STEPS, start=1):
-            m = steps.save_step(fn(m, cfg), cfg, i, name)
-        m.save(str(work / "model_finn_streamlined.onnx"))
-        first = steps.to_layout(iq.quantize(frames[:1]), steps.FINN_STEPS[-1][2])
-        np.save(work / "input.npy", first)
-        np.save(work / "expected_output.npy", torch_logits[:1])
-        np.savez(work / "golden.npz", frames=frames, indices=idx, labels=labels, torch_logits=torch_logits)
-        in_name = m.graph.input[0].name
-        io = {
-            "input_quant": iq.to_dict(), "input_dtype": iq.finn_dtype,
-            "input_shape_float": [1, 2, 1024], "input_layout_float": "NCW",
-            "input_shape": list(m.get_tensor_shape(in_name)), "input_layout": "NW1C",
-            "output_shape": list(m.get_tensor_shape(m.graph.output[0].name)),
-            "output_dtype": str(m.get_tensor_datatype(m.graph.output[0].name)),
-            "classes": list(CLASSES), "model_config": mcfg.to_dict(), "source": what,
-        }
-        (work / "io.json").write_text(json.dumps(io, indent=1))
+        m, iq = _write_models(model, cfg)
+        _write_io(work, m, iq, mcfg, what, frames, idx, labels, torch_logits)
         report = run_checks(work, torch_logits, frames, idx, iq, cfg.tol)
         cost = onnx_cost(work / "model_qonnx.onnx")
-        rep = {"source": what, "frames": report.frames, "frame_indices": report.frame_indices,
-               "stages": [s.to_dict() for s in report.stages], "ok": report.ok, "cost": cost.to_dict(),
-               "torch_top1_accuracy_on_check_frames": float((torch_logits.argmax(1) == labels).mean())}
-        (work / "export_report.json").write_text(json.dumps(rep, indent=1))
+        write_json(work / "export_report.json", {
+            "source": what, "frames": report.frames, "frame_indices": report.frame_indices,
+            "stages": [s.to_dict() for s in report.stages], "ok": report.ok, "cost": cost.to_dict(),
+            "torch_top1_accuracy_on_check_frames": float((torch_logits.argmax(1) == labels).mean())})
         log(table(report))
         log(f"cost {cost.cost:.4f} (bit-ops {cost.bops:,.0f}, weight bits {cost.weight_bits:,.0f}, "
             f"non-zero weights {cost.weights:,.0f})")
         if not report.ok:
             bad = report.first_failure()
             raise ExportCheckFailed(f"export check failed at stage {bad.stage}: {bad.detail}")
-        if out.exists():
-            old = out.with_name(f".{out.name}.old{os.getpid()}")
-            os.replace(out, old)
-            os.replace(work, out)
-            shutil.rmtree(old)
-        else:
-            os.replace(work, out)
+        _publish(work, out)
     finally:
         if work.exists():
             shutil.rmtree(work)
@@ -142,7 +168,7 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     names = {f.name for f in fields(ExportConfig)}
     cfg = ExportConfig(**{k: v for k, v in vars(a).items() if k in names})
-    from .checks import ExportCheckFailed
+    from .golden import ExportCheckFailed
 
     return run_main(lambda: export(cfg) and None, (ValueError, OSError, ExportCheckFailed))
 

@@ -11,7 +11,7 @@ import torch
 from qonnx.core.modelwrapper import ModelWrapper
 
 from export.check import check_dir
-from export.checks import ExportCheckFailed
+from export.golden import ExportCheckFailed
 from export.config import ExportConfig
 from export.load import MODEL_FORMAT, fresh_model
 from export.to_finn import export
@@ -122,7 +122,7 @@ def test_bad_inputs_give_one_line_errors(tmp_path, small_file, pruned_model_file
 
 
 def test_top1_agreement_forgives_exact_ties_only():
-    from export.checks import _top1_agreement
+    from export.golden import _top1_agreement
 
     ref = np.array([[1.0, 3.0, 3.0], [0.0, 2.0, 1.0], [5.0, 4.0, 0.0]])
     stage = np.array([[1.0, 3.0, 3.0 + 1e-7],  # a tie in the reference: either class is right

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from radioml.golden_session import golden_session
 from radioml.quant import InputQuant
 
 from .steps import FINN_STEPS, finn_settings, to_layout
@@ -91,47 +92,42 @@ def _to_ncw(a: np.ndarray, ref_shape) -> np.ndarray:
     return a.reshape(ref_shape)
 
 
+def judge(stage: str, logits: np.ndarray, torch_logits: np.ndarray, tol: float, **kw) -> StageResult:
+    """One stage against the PyTorch logits: top-1 (ties forgiven), max |diff| and integer exactness."""
+    scale = max(1.0, float(np.abs(torch_logits).max()))
+    d = float(np.abs(logits - torch_logits).max())
+    agree = float(_top1_agreement(logits, torch_logits, tol * scale).mean())
+    r = StageResult(stage, d, agree, **kw)
+    problems = []
+    if agree < 1.0:
+        problems.append(f"top-1 agrees on {agree:.2%} of frames")
+    if d > tol * scale:
+        problems.append(f"max |logit diff| {d:.3g} > {tol * scale:.3g}")
+    if r.integer_exact is False:
+        problems.append(f"integer activations differ first at {r.first_diverging_node}")
+    r.ok = not problems
+    r.detail = "; ".join(problems)
+    return r
+
+
 def run_checks(work_dir: Path, torch_logits: np.ndarray, frames: np.ndarray, indices, iq: InputQuant,
-               tol: float = 1e-4, progress=None) -> CheckReport:
+               tol: float = 1e-4) -> CheckReport:
     """Compare every stage saved in `work_dir` with the torch logits of `frames` (N, 2, 1024)."""
-    import onnxruntime as ort
     from qonnx.core.modelwrapper import ModelWrapper
 
     finn_settings()
     work_dir = Path(work_dir)
     rep = CheckReport(len(frames), [int(i) for i in indices])
-    scale = max(1.0, float(np.abs(torch_logits).max()))
-
-    def judge(name, logits, **kw):
-        d = float(np.abs(logits - torch_logits).max())
-        agree = float(_top1_agreement(logits, torch_logits, tol * scale).mean())
-        r = StageResult(name, d, agree, **kw)
-        problems = []
-        if agree < 1.0:
-            problems.append(f"top-1 agrees on {agree:.2%} of frames")
-        if d > tol * scale:
-            problems.append(f"max |logit diff| {d:.3g} > {tol * scale:.3g}")
-        if r.integer_exact is False:
-            problems.append(f"integer activations differ first at {r.first_diverging_node}")
-        r.ok = not problems
-        r.detail = "; ".join(problems)
-        rep.stages.append(r)
-        if progress:
-            progress(r)
-        return r
 
     # QONNX, executed per frame, with the full context for the integer-domain reference
     q = ModelWrapper(str(work_dir / "model_qonnx.onnx"))
     q_ctx = [_exec(q, f[None], full=True) for f in frames]
     q_logits = np.concatenate([c[q.graph.output[0].name] for c in q_ctx])
-    judge("qonnx", q_logits)
+    rep.stages.append(judge("qonnx", q_logits, torch_logits, tol))
     q_acts = [_activation_ints_qonnx(q, c) for c in q_ctx]
 
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    so.log_severity_level = 3
-    sess = ort.InferenceSession(str(work_dir / "model_qcdq.onnx"), so, providers=["CPUExecutionProvider"])
-    judge("qcdq_ort", sess.run(None, {sess.get_inputs()[0].name: frames})[0])
+    sess = golden_session(work_dir / "model_qcdq.onnx")
+    rep.stages.append(judge("qcdq_ort", sess.run(None, {sess.get_inputs()[0].name: frames})[0], torch_logits, tol))
 
     ints = iq.quantize(frames)
     for i, (name, _, layout) in enumerate(FINN_STEPS, start=1):
@@ -140,7 +136,8 @@ def run_checks(work_dir: Path, torch_logits: np.ndarray, frames: np.ndarray, ind
         ctxs = [_exec(m, x[k:k + 1], full=True) for k in range(len(frames))]
         logits = np.concatenate([c[m.graph.output[0].name] for c in ctxs]).reshape(torch_logits.shape)
         exact, node = _compare_integers(q_acts, [_activation_ints_finn(m, c) for c in ctxs])
-        judge(f"finn/{name}", logits, integer_exact=exact, first_diverging_node=node)
+        rep.stages.append(judge(f"finn/{name}", logits, torch_logits, tol, integer_exact=exact,
+                                first_diverging_node=node))
     return rep
 
 
