@@ -35,6 +35,7 @@ def main(argv=None) -> int:
     import onnxruntime as ort
 
     from export.load import fresh_model
+    from radioml.classes import FRAME_LENGTH
     from radioml.golden_session import golden_session
     from train.onnx_export import export_qcdq_file
 
@@ -45,7 +46,7 @@ def main(argv=None) -> int:
         print(f"{a.bits}-bit VGG10, {torch.get_num_threads()} torch threads, onnxruntime {ort.__version__}")
         print(f"{'batch':>6}{'torch frames/s':>16}{'ORT QCDQ frames/s':>19}{'ORT / torch':>13}{'max |diff|':>12}")
         for batch in (1, 1024):
-            x = np.random.default_rng(0).standard_normal((batch, 2, 1024)).astype(np.float32) * 0.7
+            x = np.random.default_rng(0).standard_normal((batch, 2, FRAME_LENGTH)).astype(np.float32) * 0.7
             xt = torch.from_numpy(x)
             with torch.no_grad():
                 ref = model(xt).numpy()

@@ -28,6 +28,7 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
 
     from radioml.batches import iter_batches, prefetch
+    from radioml.classes import FRAME_LENGTH
     from radioml.dataset import RadioMLFile
     from train.masks import init_masks
     from train.model import ModelConfig, build_vgg10
@@ -43,7 +44,7 @@ def main(argv=None) -> int:
         torch.manual_seed(0)
         model = init_masks(build_vgg10(ModelConfig(a.bits, a.bits, a.bits))).train()
         opt = torch.optim.Adam(model.parameters(), 1e-3)
-        warm = torch.randn(32, 2, 1024), torch.randint(0, 24, (32,))
+        warm = torch.randn(32, 2, FRAME_LENGTH), torch.randint(0, 24, (32,))
         for _ in range(31):  # finish Brevitas' activation-statistics collection
             opt.zero_grad()
             F.cross_entropy(model(warm[0]), warm[1]).backward()

@@ -1,7 +1,7 @@
 """Typed configuration of the FINN build stage."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Optional
 
 
@@ -18,6 +18,3 @@ class BuildConfig:
     codegen: bool = False  # also run step_hw_codegen (HLS/RTL sources; synthesis needs Vivado)
     bitfile: bool = False  # full flow to a bitfile and driver bundle: Vivado/Vitis only (Docker)
     force: bool = False
-
-    def to_dict(self) -> dict:
-        return asdict(self)

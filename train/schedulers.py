@@ -67,7 +67,8 @@ class PruningScheduler:
 
     @property
     def rate(self) -> float:
-        return 0.0
+        """The pruning rate the next prune applies (0 for no pruning)."""
+        return getattr(self, "p", 0.0)
 
     def state_dict(self) -> dict:
         return {k: v for k, v in vars(self).items()}
@@ -100,10 +101,6 @@ class IMP(PruningScheduler):
         self.p = p
         self.converge = converge
 
-    @property
-    def rate(self):
-        return self.p
-
     def _decide(self, accuracy):
         met = accuracy >= self.floor
         end = self.epoch_in_round >= self.epochs_per_round
@@ -127,10 +124,6 @@ class FMP(PruningScheduler):
         self.p = p0
         self.divisor = divisor
         self.p_min = p_min
-
-    @property
-    def rate(self):
-        return self.p
 
     def _decide(self, accuracy):
         if accuracy >= self.floor:
