@@ -54,8 +54,8 @@ def test_folding_search_meets_target_with_fewer_luts_than_finn(tmp_path, export_
     finn = build(BuildConfig(export_dir=str(export_dir), out=str(tmp_path / "finn"), target_fps=20_000, folding="finn"),
                  log=lambda *_: None)
     theirs = json.loads((finn / "build_report.json").read_text())
-    if theirs["meets_target"]:
-        assert ours["resources"]["LUT"] <= theirs["resources"]["LUT"]
+    assert theirs["meets_target"]  # both meet the target: then ours is never larger
+    assert ours["resources"]["LUT"] <= theirs["resources"]["LUT"]
     # the written folding JSON feeds back and reproduces the same build
     again = build(BuildConfig(export_dir=str(export_dir), out=str(tmp_path / "again"), target_fps=20_000,
                               folding=str(built / "folding_config.json")), log=lambda *_: None)
