@@ -139,3 +139,22 @@ def test_torchrun_data_parallel_on_two_cpu_processes(tmp_path, tiny_file):
     assert m["pruning_steps_kept"] == 2 and m["epochs"] == 3
     assert m["weights_kept"] == pytest.approx(m["weights"] * 0.64, abs=2)
     assert (run / "train.log").read_text().count("world 2") == 1
+
+
+def test_init_from_a_model_file_keeps_its_pruned_weights_and_refuses_another_shape(tmp_path, tiny_file):
+    src = tmp_path / "src"
+    run_train(tmp_path, src, tiny_file, "--prune.strategy", "fmp", "--prune.floor", "0", "--prune.max_rounds", "2",
+              "--optim.epochs_per_round", "1", "--prune.cost_every_round", "false")
+    zeros_src = {k: int((v == 0).sum()) for k, v in load_model(src)["model"].items() if k.endswith(".weight") and v.dim() > 1}
+    assert sum(zeros_src.values()) > 0
+    run = tmp_path / "from_file"
+    r = run_train(tmp_path, run, tiny_file, "--prune.strategy", "none", "--optim.epochs_per_round", "1",
+                  "--init_from", str(src / "model.pt"))
+    assert f"starting from {src / 'model.pt'}" in (run / "train.log").read_text()
+    after = load_model(run)["model"]
+    for k, n in zeros_src.items():  # pruned weights stayed pruned through the training epoch
+        assert int((after[k] == 0).sum()) >= n, k
+    bad = run_train(tmp_path, tmp_path / "wide", tiny_file, "--prune.strategy", "none", "--optim.epochs_per_round", "1",
+                    "--init_from", str(src / "model.pt"), "--model.conv_filters", "16", check=False)
+    assert bad.returncode == 2 and "is not this run's" in bad.stderr and "model.pt" in bad.stderr
+    assert r.returncode == 0

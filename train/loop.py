@@ -36,10 +36,10 @@ from . import checkpoint as ckpt
 from .config import TrainConfig, semantic_diff
 from .cost import model_cost
 from .channel_pruning import widths
-from .masks import deployable_copy, init_masks, prune_step, sparsity
+from .masks import deployable_copy, init_masks, masked_state, prune_step, sparsity
 from .model import build_vgg10
 from .narrow import narrow
-from .saved_model import save_model
+from .saved_model import load_model, save_model
 from .schedulers import make_scheduler
 
 log = logging.getLogger("train")
@@ -206,16 +206,29 @@ class Run:
         torch.set_rng_state(ck["rng"])
         log.info(f"resumed {self.ck_path} at epoch {self.state.epoch}")
 
-    def start_from(self, run_dir: str) -> None:
-        """Start from another run's model: its final one when that run finished, else its current one."""
-        start = ckpt.load_checkpoint(Path(run_dir) / "checkpoint.pt")
-        st = start["state"]
-        final = st["done"] and st["final"] == "last_good" and start["last_good"] is not None
-        snap = start["last_good"] if final else start["current"]
+    def start_from(self, src: str) -> None:
+        """Start from another run's model: a run directory with a checkpoint (its final model when
+        that run finished, else its current one), or a model.pt (e.g. a shipped reference model),
+        whose zero weights start pruned."""
+        p = Path(src)
+        ck = p / "checkpoint.pt" if p.is_dir() else p
+        if ck.name == "checkpoint.pt" and ck.exists():
+            start = ckpt.load_checkpoint(ck)
+            st = start["state"]
+            final = st["done"] and st["final"] == "last_good" and start["last_good"] is not None
+            snap = start["last_good"] if final else start["current"]
+            with ckpt.in_place_loading():
+                self.model.load_state_dict(snap["model"])
+            ckpt.restore_quant_state(self.model, snap["quant"])
+            log.info(f"starting from the {'final' if final else 'current'} model of {src} (epoch {st['epoch']})")
+            return
+        model, mcfg, what = load_model(p)
+        if mcfg != self.cfg.model:
+            raise ValueError(f"{p}: its model ({mcfg}) is not this run's ({self.cfg.model}); "
+                             f"pass the same --model.* flags")
         with ckpt.in_place_loading():
-            self.model.load_state_dict(snap["model"])
-        ckpt.restore_quant_state(self.model, snap["quant"])
-        log.info(f"starting from the {'final' if final else 'current'} model of {run_dir} (epoch {st['epoch']})")
+            self.model.load_state_dict(masked_state(self.model, model.state_dict()))
+        log.info(f"starting from {what}")
 
     def train_epoch(self, net: nn.Module) -> tuple[float, float]:
         """One pass over the training split; (mean loss, accuracy) of this rank's frames."""
@@ -310,6 +323,9 @@ def _new_run(cfg: TrainConfig) -> Run:
     _setup_logging(Path(cfg.run_dir), d.main)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
+    if device.type == "cuda":  # float32 as exported: TF32 convolutions would score differently from the CPU
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     ds = RadioMLFile(cfg.data.path, cfg.data.cache_dir)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 
+import torch
 from torch import nn
 from torch.nn.utils import prune
 
@@ -75,6 +76,22 @@ def sparsity(model: nn.Module) -> dict:
         layers.append({"layer": i, "type": type(module).__name__, "weights": n, "kept": k})
         total, kept = total + n, kept + k
     return {"weights": total, "kept": kept, "kept_fraction": kept / total, "layers": layers}
+
+
+def masked_state(masked: nn.Module, deployable_state: dict) -> dict:
+    """The inverse of deployable_copy: a deployable state dict in the keys of a masked model,
+    every zero weight of the prunable layers masked (it stays pruned), everything else kept."""
+    prunable = {id(m) for m, _ in prunable_layers(masked)}
+    out = dict(masked.state_dict())
+    for name, mod in masked.named_modules():
+        for t in _masked(mod):
+            key = f"{name}.{t}" if name else t
+            w = deployable_state[key]
+            out[key + "_orig"] = w
+            out[key + "_mask"] = (w != 0).to(w.dtype) if id(mod) in prunable else torch.ones_like(w)
+    masked_keys = {k[:-5] for k in out if k.endswith("_orig")}
+    out.update({k: v for k, v in deployable_state.items() if k not in masked_keys})
+    return out
 
 
 def deployable_copy(model: nn.Module) -> nn.Module:
