@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .boards import Board, board
 from .config import BuildConfig
-from .finn_env import XilinxToolMissing, prepare, require_vivado
+from .finn_env import XilinxToolMissing, default_build_dir, prepare, require_vivado
 
 
 @dataclass
@@ -247,6 +247,7 @@ def build(cfg: BuildConfig, steps=None, log=print) -> Path:
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp", dir=out.parent))
     ctx = Ctx(cfg, b, work)
     (work / "intermediate_models").mkdir()
+    outer_build_dir = os.environ.get("FINN_BUILD_DIR")
     prepare(work / FINN_BUILD_SUBDIR)  # FINN's generated code and Vivado projects stay with the build
     step = None
     try:
@@ -275,6 +276,8 @@ def build(cfg: BuildConfig, steps=None, log=print) -> Path:
         if isinstance(e, Exception):
             raise BuildFailed(msg, work) from e
         raise
+    finally:  # FINN_BUILD_DIR back to what it was: work/ is renamed or kept, never reused
+        prepare(outer_build_dir or default_build_dir())
     return out
 
 

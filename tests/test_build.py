@@ -104,7 +104,10 @@ def test_dockerfile_and_entry_script_lint_clean_and_script_runs_to_vivado_check(
                        capture_output=True, text=True, env=env)
     assert r.returncode == 2 and "XILINX_VIVADO must point at a Vivado installation" in r.stderr
     text = (ROOT / "docker/Dockerfile").read_text()
-    assert "torch==2.13.0" in text and "--no-deps -r requirements-finn.txt" in text and "finn deps update" in text
+    assert "torch==2.13.0" in text and "--no-deps -r requirements-finn.txt" in text
+    runs = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
+    assert any("python -m build.finn_env fetch-deps" in line for line in runs)
+    assert not any("finn deps" in line for line in runs)  # wizard + XSI build: needs a tty and Vivado
     for path in ("requirements.txt", "requirements-finn.txt", "docker/build_bitfile.sh"):
         assert (ROOT / path).exists()
 
@@ -129,6 +132,8 @@ def test_codegen_generates_hls_and_rtl_sources_for_every_layer_on_the_host(tmp_p
             assert "$::env(FINN_CUSTOM_HLS)" in tcl  # read when Vitis HLS runs: prepare() sets it
         else:
             assert files & {".v", ".sv"}, (node.name, files)
+    prepare()  # later FINN work in this process must not recreate the renamed work directory
+    assert not list(tmp_path.glob(".cg.tmp*")) and str(tmp_path) not in os.environ["FINN_BUILD_DIR"]
 
 
 def test_prepare_sets_finn_environment_like_finn_cli(tmp_path, monkeypatch):
