@@ -59,7 +59,7 @@ class PynqBackend:
                               f"build with --bitfile in docker/, or validate with --emulate)")
         bit = bundle_dir / name
         if not bit.is_file():
-            others = sorted(p.name for p in bundle_dir.rglob("*.bit")) + sorted(p.name for p in bundle_dir.rglob("*.xclbin"))
+            others = sorted(p.name for ext in ("*.bit", "*.xclbin") for p in bundle_dir.rglob(ext))
             raise DriverError(f"{bit}: bitfile missing (driver_io.json names {name!r}"
                               + (f"; the bundle has {', '.join(others)}" if others else "") + ")")
         self.alveo = io.get("platform") == "alveo"

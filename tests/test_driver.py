@@ -228,7 +228,8 @@ def test_pynq_backend_register_sequence_matches_finn_driver(bundle, tmp_path, py
     ol = AMCOverlay(dest, 8, backend=PynqBackend(dest, io))
     allocs = [e for e in pynq_standin.DEVICE.log if e[0] == "allocate"]
     # FINN's driver: cacheable buffers on Zynq, device (non-cacheable) buffers on Alveo
-    assert [a[3] for a in allocs] == [not alveo, not alveo] and [a[1] for a in allocs] == [ol.ishape_packed, ol.oshape_packed]
+    assert [a[3] for a in allocs] == [not alveo, not alveo]
+    assert [a[1] for a in allocs] == [ol.ishape_packed, ol.oshape_packed]
     frames = np.random.default_rng(3).standard_normal((8, 2, 1024)).astype(np.float32)
     start = len(pynq_standin.DEVICE.log)
     scores, _ = ol.classify(frames)
