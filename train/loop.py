@@ -13,6 +13,7 @@ float32 graph that is exported, so the trained model would not be the deployed o
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -116,7 +117,20 @@ def _splits(ds: RadioMLFile, cfg: TrainConfig) -> Splits:
     return Splits(train, feedback, split.test, data.feedback_split)
 
 
+@contextlib.contextmanager
+def exact_float32():
+    """No TF32 inside: scores on a GPU then equal a CPU re-evaluation of the exported float32 model
+    (TF32 convolutions are 2-3x faster, so training keeps them)."""
+    old = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = old
+
+
 @torch.no_grad()
+@exact_float32()
 def predict(model: nn.Module, ds: RadioMLFile, idx: np.ndarray, device, batch_size: int = 1024,
             desc: str | None = None) -> dict:
     """Logits-free evaluation: mean loss, true labels, predictions and SNRs of `idx`."""
@@ -323,9 +337,6 @@ def _new_run(cfg: TrainConfig) -> Run:
     _setup_logging(Path(cfg.run_dir), d.main)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
-    if device.type == "cuda":  # float32 as exported: TF32 convolutions would score differently from the CPU
-        torch.backends.cudnn.allow_tf32 = False
-        torch.backends.cuda.matmul.allow_tf32 = False
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     ds = RadioMLFile(cfg.data.path, cfg.data.cache_dir)
