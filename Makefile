@@ -31,7 +31,7 @@ demo: $(STAMP) $(DATA)
 	$(PY) -m export.to_finn --run $(DEMO)/fmp --out $(DEMO)/export --data $(DATA) --force
 	$(PY) -m build --export $(DEMO)/export --out $(DEMO)/build-zcu104 --board ZCU104 --target-fps 50000 --force
 	$(PY) -m driver.validate --bundle $(DEMO)/build-zcu104 --data $(DATA) --emulate --out $(DEMO)/validate.json
-	$(PY) -m build.compare $(DEMO) --board ZCU104 --target-fps 50000
+	$(PY) -m build.compare $(DEMO) --board ZCU104 --target-fps 50000 --check-frames 8
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -32,7 +32,7 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=1024)
     p.add_argument("--repeats", type=int, default=5)
     a = p.parse_args(argv)
-    from build.finn_env import prepare
+    from export.finn_env import prepare
 
     prepare()
     from finn.util.data_packing import finnpy_to_packed_bytearray, packed_bytearray_to_finnpy

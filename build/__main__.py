@@ -34,7 +34,7 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     names = {f.name for f in fields(BuildConfig)}
     cfg = BuildConfig(**{k: v for k, v in vars(a).items() if k in names})
-    from .finn_env import XilinxToolMissing
+    from export.finn_env import XilinxToolMissing
     from .flow import build
 
     return run_main(lambda: build(cfg) and None, (ValueError, OSError, RuntimeError, XilinxToolMissing))

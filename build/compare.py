@@ -154,7 +154,7 @@ def main(argv=None) -> int:
     p.add_argument("--data", default=None, help="RadioML-layout file for the export checks (default: each run's data.path)")
     p.add_argument("--check-frames", type=int, default=32, help="test frames each export check runs (default: %(default)s)")
     a = p.parse_args(argv)
-    from .finn_env import XilinxToolMissing
+    from export.finn_env import XilinxToolMissing
     from export.golden import ExportCheckFailed
 
     return run_main(lambda: compare_hardware(Path(a.runs), a.board, a.target_fps, a.util_cap, a.data,

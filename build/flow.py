@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .boards import Board, board
 from .config import BuildConfig
-from .finn_env import XilinxToolMissing, default_build_dir, prepare, require_vivado
+from export.finn_env import XilinxToolMissing, default_build_dir, prepare, require_vivado
 
 
 @dataclass

@@ -3,7 +3,7 @@
 #   build_bitfile.sh EXPORT_DIR OUT_DIR     (BOARD, TARGET_FPS, CLOCK_NS, FOLDING from the environment)
 # The same script runs outside Docker (with the project's virtualenv active), where it stops with
 # a clear message if Vivado is missing. It sets up what must be in place before Python starts
-# (the Xilinx settings, LD_LIBRARY_PATH); the rest of FINN's environment is build/finn_env.py's.
+# (the Xilinx settings, LD_LIBRARY_PATH); the rest of FINN's environment is export/finn_env.py's.
 set -euo pipefail
 if [ $# -ne 2 ]; then
     echo "usage: build_bitfile.sh EXPORT_DIR OUT_DIR" >&2
@@ -38,7 +38,7 @@ fi
 set -u
 # The XSI simulator kernel is loaded into the Python process: the loader reads LD_LIBRARY_PATH
 # only when a process starts.
-LD_LIBRARY_PATH=$(python -m build.finn_env ld-library-path)
+LD_LIBRARY_PATH=$(python -m export.finn_env ld-library-path)
 export LD_LIBRARY_PATH
 args=(--export "$export_dir" --out "$out_dir" --board "$board" --target-fps "${TARGET_FPS:-50000}"
       --folding "${FOLDING:-search}" --bitfile --force)

@@ -29,7 +29,7 @@ from .transforms import CompleteMaxPoolDilations, MarkMultiThresholdsNCW, SplitO
 
 def finn_settings():
     """finn-plus needs its global settings even for pure graph transformations."""
-    from build.finn_env import prepare
+    from .finn_env import prepare
 
     prepare()
 

@@ -9,7 +9,7 @@ import pytest
 
 from build.boards import BOARDS
 from build.config import BuildConfig
-from build.finn_env import XilinxToolMissing, prepare
+from export.finn_env import XilinxToolMissing, prepare
 from build.flow import build
 from export.config import ExportConfig
 from export.to_finn import export
@@ -106,7 +106,7 @@ def test_dockerfile_and_entry_script_lint_clean_and_script_runs_to_vivado_check(
     text = (ROOT / "docker/Dockerfile").read_text()
     assert "torch==2.13.0" in text and "--no-deps -r requirements-finn.txt" in text
     runs = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
-    assert any("python -m build.finn_env fetch-deps" in line for line in runs)
+    assert any("python -m export.finn_env fetch-deps" in line for line in runs)
     assert not any("finn deps" in line for line in runs)  # wizard + XSI build: needs a tty and Vivado
     for path in ("requirements.txt", "requirements-finn.txt", "docker/build_bitfile.sh"):
         assert (ROOT / path).exists()
@@ -140,7 +140,7 @@ def test_prepare_sets_finn_environment_like_finn_cli(tmp_path, monkeypatch):
     from finn.util.basic import make_build_dir
     from finn.util.settings import get_settings
 
-    from build.finn_env import prepare
+    from export.finn_env import prepare
 
     monkeypatch.delenv("XILINX_LOCAL_USER_DATA", raising=False)
     d = prepare(tmp_path / "fb")
@@ -153,7 +153,7 @@ def test_prepare_sets_finn_environment_like_finn_cli(tmp_path, monkeypatch):
     vivado.mkdir(parents=True)
     env = {**os.environ, "XILINX_VIVADO": str(vivado), "XILINX_HLS": str(tmp_path / "Xilinx/Vitis/2024.2"),
            "LD_LIBRARY_PATH": "/usr/local/lib", "PYTHONPATH": str(ROOT)}
-    r = subprocess.run([sys.executable, "-m", "build.finn_env", "ld-library-path"], capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-m", "export.finn_env", "ld-library-path"], capture_output=True, text=True,
                        env=env)
     assert r.stdout.strip().split(":") == ["/lib/x86_64-linux-gnu/", f"{vivado}/lib/lnx64.o",
                                            f"{tmp_path}/Xilinx/Vitis/2024.2/lnx64/tools/fpo_v7_1", "/usr/local/lib"]
@@ -165,7 +165,7 @@ def test_fetch_deps_runs_without_vivado_or_a_terminal(tmp_path):
     defs.write_text("git_deps: {}\nboardfile_deps: {}\ndirect_download_deps: {}\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("XILINX", "FINN"))}
     env.update(PYTHONPATH=str(ROOT), FINN_SETTINGS=str(tmp_path / "no-settings.yaml"), HOME=str(tmp_path))
-    r = subprocess.run([sys.executable, "-m", "build.finn_env", "fetch-deps", str(tmp_path / "deps"),
+    r = subprocess.run([sys.executable, "-m", "export.finn_env", "fetch-deps", str(tmp_path / "deps"),
                         "--definitions", str(defs)], capture_output=True, text=True, env=env,
                        stdin=subprocess.DEVNULL, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr

@@ -103,7 +103,7 @@ def _inside(ctr, work, script, env=None, timeout=1200):
 
 def test_image_has_the_pinned_environment(image, work):
     r = _inside(image, work, "cd /opt/amc && python -c 'import torch, brevitas, qonnx, onnxruntime, numpy\n"
-                             "import build.finn_env; build.finn_env.prepare()\n"
+                             "import export.finn_env; export.finn_env.prepare()\n"
                              "import finn.builder.build_dataflow_steps\n"
                              "import radioml.dataset, train.model, export.to_finn, build.flow, driver.validate\n"
                              "print(torch.__version__, brevitas.__version__, numpy.__version__)' && "
@@ -156,7 +156,7 @@ def test_fifo_sizing_toolchain_and_fetch_deps_without_vivado(image, work):
     (work / "deps.yaml").write_text("git_deps: {}\nboardfile_deps: {}\ndirect_download_deps: {}\n")
     r = _inside(image, work, "cmake -S /work/out/cmk -B /tmp/po >/dev/null && cmake --build /tmp/po >/dev/null && "
                              "/tmp/po/po --n 21 && echo && cd /opt/amc && "
-                             "python -m build.finn_env fetch-deps /tmp/deps --definitions /work/out/deps.yaml "
+                             "python -m export.finn_env fetch-deps /tmp/deps --definitions /work/out/deps.yaml "
                              "</dev/null")
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     assert r.stdout.split("\n")[0] == "42" and "finn-plus dependencies in /tmp/deps" in r.stdout

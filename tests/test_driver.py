@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from build.config import BuildConfig
-from build.finn_env import prepare
+from export.finn_env import prepare
 from build.flow import build
 from driver.overlay import AMCOverlay, DriverError, PynqBackend, load_io
 from driver.packing import pack, unpack, value_dtype

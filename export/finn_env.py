@@ -10,13 +10,13 @@ process; this project calls FINN's builder steps directly, so `prepare()` does w
 * XILINX_LOCAL_USER_DATA=no (Vivado's Tcl store otherwise writes into $HOME);
 * LD_LIBRARY_PATH with $XILINX_VIVADO/lib/lnx64.o (and Vitis HLS' fpo library) for the
   simulators FINN starts; for this process it must be set before Python starts, which
-  docker/build_bitfile.sh does (`python -m build.finn_env ld-library-path` prints it).
+  docker/build_bitfile.sh does (`python -m export.finn_env ld-library-path` prints it).
 
 Without Vivado (estimates and HLS/RTL code generation need none) it sets a placeholder
 XILINX_VIVADO, which finn-plus reads at import time, and binds the XSI simulator names to stubs
 that fail, if a step ever calls them, with a message naming the missing tool.
 
-`python -m build.finn_env fetch-deps DIR` fetches finn-plus's external dependencies (finn-hlslib,
+`python -m export.finn_env fetch-deps DIR` fetches finn-plus's external dependencies (finn-hlslib,
 board files, ...) without `finn deps update`, which starts a wizard without a settings file and
 then builds the XSI simulator, which needs Vivado: the image fetches them before Vivado is mounted.
 """
@@ -120,7 +120,7 @@ def fetch_deps(dest: str | os.PathLike, definitions: str | os.PathLike | None = 
 def main(argv=None) -> int:
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m build.finn_env", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m export.finn_env", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     f = sub.add_parser("fetch-deps", help="fetch finn-plus's external dependencies (needs GitHub, not Vivado)")
     f.add_argument("dest", help="the directory FINN_DEPS will name")
