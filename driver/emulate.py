@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from radioml.golden_session import golden_session
 from radioml.quant import InputQuant
 
 from .packing import pack, unpack
@@ -21,16 +22,11 @@ from .packing import pack, unpack
 
 class EmulatedBackend:
     def __init__(self, export_dir, io: dict):
-        import onnxruntime as ort
-
         export_dir = Path(export_dir)
         qcdq = export_dir / "model_qcdq.onnx"
         if not qcdq.is_file():
             raise ValueError(f"{qcdq}: golden model missing (run python -m export.to_finn)")
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-        so.log_severity_level = 3
-        self.sess = ort.InferenceSession(str(qcdq), so, providers=["CPUExecutionProvider"])
+        self.sess = golden_session(qcdq)
         exp_io = json.loads((export_dir / "io.json").read_text())
         if exp_io["input_quant"] != io["input_quant"]:
             raise ValueError(f"{export_dir}: input quantiser differs from the bundle's driver_io.json")

@@ -210,15 +210,18 @@ class AMCOverlay:
         self.execute_on_buffers()
         return self.unfold_output(self.unpack_output(np.asarray(self.obuf)))
 
+    def full_batch(self, q: np.ndarray) -> np.ndarray:
+        """A last, short batch padded with zero frames to batch_size (the buffers' fixed size)."""
+        if len(q) >= self._batch_size:
+            return q
+        return np.concatenate([q, np.zeros((self._batch_size - len(q),) + q.shape[1:], q.dtype)])
+
     def classify(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Float frames -> (class scores, top-1 indices), in batches of batch_size."""
         q = self.quantize(frames)
         scores = []
         for a in range(0, len(q), self._batch_size):
-            chunk = q[a:a + self._batch_size]
-            if len(chunk) < self._batch_size:  # pad the last batch
-                chunk = np.concatenate([chunk, np.zeros((self._batch_size - len(chunk),) + chunk.shape[1:], chunk.dtype)])
-            scores.append(self.execute(chunk)[: len(q) - a].reshape(min(self._batch_size, len(q) - a), -1))
+            scores.append(self.execute(self.full_batch(q[a:a + self._batch_size]))[: len(q) - a].reshape(min(self._batch_size, len(q) - a), -1))
         s = np.concatenate(scores)
         return s, s.argmax(1)
 

@@ -9,22 +9,22 @@ per class, confusion matrix) and frames/s with and without host-side packing.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from radioml.atomic import write_json
 from radioml.batches import iter_batches
+from radioml.cli import run_main
 from radioml.dataset import DatasetError, RadioMLFile
 from radioml.metrics import summarize
 
 from .overlay import AMCOverlay, DriverError, load_io
 
 
-def validate(bundle, data, batch_size=1024, emulate=False, export_dir=None, snrs=None, limit=None, log=print) -> dict:
+def validate(bundle, data, batch_size=1024, emulate=False, export_dir=None, snrs=None, limit=None) -> dict:
     io = load_io(bundle)
     if emulate:
         from .emulate import EmulatedBackend
@@ -48,10 +48,7 @@ def validate(bundle, data, batch_size=1024, emulate=False, export_dir=None, snrs
         # one batch in memory at a time (a Pynq-Z2 has 512 MB of DRAM): peak memory scales with batch_size
         for b in iter_batches(ds, idx, batch_size, buffer_frames=batch_size):
             t0 = time.perf_counter()
-            q = acc.quantize(b.x)
-            if len(q) < batch_size:
-                q = np.concatenate([q, np.zeros((batch_size - len(q),) + q.shape[1:], q.dtype)])
-            acc.ibuf[:] = acc.pack_input(acc.fold_input(q))
+            acc.ibuf[:] = acc.pack_input(acc.fold_input(acc.full_batch(acc.quantize(b.x))))
             t1 = time.perf_counter()
             acc.execute_on_buffers()
             t2 = time.perf_counter()
@@ -83,11 +80,12 @@ def main(argv=None) -> int:
     p.add_argument("--export", dest="export_dir", help="export directory for --emulate (default: the bundle's)")
     p.add_argument("--out", help="write the results JSON here")
     a = p.parse_args(argv)
-    try:
-        m = validate(a.bundle, a.data, a.batch_size, a.emulate, a.export_dir, a.snr, a.limit)
-    except (DriverError, DatasetError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run_main(lambda: _report(validate(a.bundle, a.data, a.batch_size, a.emulate, a.export_dir, a.snr, a.limit),
+                                    a.out),
+                    (DriverError, DatasetError, ValueError, OSError))
+
+
+def _report(m: dict, out) -> None:
     at30 = m["accuracy_at_30dB"]
     print(f"{'emulated accelerator' if m['emulated'] else 'accelerator'}: {m['frames']} test frames, "
           f"accuracy {m['accuracy']:.4f}, at 30 dB {at30 if at30 is None else f'{at30:.4f}'}")
@@ -95,11 +93,8 @@ def main(argv=None) -> int:
           f"{' (emulated: golden model on the CPU)' if m['emulated'] else ''}, "
           f"{m['frames_per_s_with_host_packing']:,.0f} frames/s with host quantise/pack/unpack")
     print("accuracy per SNR: " + ", ".join(f"{k}: {v:.2f}" for k, v in m["accuracy_per_snr"].items()))
-    if a.out:
-        tmp = f"{a.out}.tmp{os.getpid()}"
-        Path(tmp).write_text(json.dumps(m, indent=1))
-        os.replace(tmp, a.out)
-    return 0
+    if out:
+        write_json(out, m)
 
 
 if __name__ == "__main__":

@@ -13,5 +13,3 @@ CLASSES: tuple[str, ...] = (
 )
 SNRS_DB: tuple[int, ...] = tuple(range(-20, 31, 2))  # 26 values
 FRAME_LENGTH = 1024
-FRAMES_PER_BLOCK_REAL = 4096  # frames per (class, SNR) in the real file
-REAL_FILE_NAME = "GOLD_XYZ_OSC.0001_1024.hdf5"

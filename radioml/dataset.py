@@ -20,7 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_path, write_json
 from .classes import CLASSES, FRAME_LENGTH, SNRS_DB
+from .cli import first_line
 from .split import Split, make_split
 
 _SCAN_ROWS = 65536  # rows of Y/Z checked at a time
@@ -136,7 +138,7 @@ class RadioMLFile:
         try:
             f = h5py.File(self.path, "r")
         except OSError as e:
-            raise DatasetError(self.path, f"not a readable HDF5 file, truncated or corrupt? ({_first_line(e)})") from None
+            raise DatasetError(self.path, f"not a readable HDF5 file, truncated or corrupt? ({first_line(e)})") from None
         try:
             self.layout, self.labels, self.snrs = _check(self.path, f)
             self.frames = self._frame_source(f, cache_dir)
@@ -185,10 +187,6 @@ class RadioMLFile:
         self.close()
 
 
-def _first_line(e: BaseException) -> str:
-    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-
-
 def _check(path: Path, f) -> tuple[Layout, np.ndarray, np.ndarray]:
     """Validate the layout; return it with per-frame class indices and SNRs."""
     for key in ("X", "Y", "Z"):
@@ -230,7 +228,7 @@ def _check(path: Path, f) -> tuple[Layout, np.ndarray, np.ndarray]:
             snrs[a:a + len(z)] = z
         X[n - 1]  # a truncated file fails here rather than mid-training
     except OSError as e:
-        raise DatasetError(path, f"read failed, truncated or corrupt? ({_first_line(e)})") from None
+        raise DatasetError(path, f"read failed, truncated or corrupt? ({first_line(e)})") from None
     rows = np.arange(n)
     want_cls = rows // (ns * block)
     want_snr = grid[(rows // block) % ns]
@@ -275,23 +273,18 @@ def build_cache(ds: RadioMLFile, cache_dir: Path, h5file=None, progress: bool = 
             pass
     own = h5file is None
     f = h5py.File(ds.path, "r") if own else h5file
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
     try:
         X = f["X"]
-        mm = np.lib.format.open_memmap(tmp, mode="w+", dtype="<f4", shape=X.shape)
-        step = 16384
-        for a in tqdm(range(0, X.shape[0], step), desc=f"cache {ds.path.name}", unit="chunk",
-                      disable=not progress):
-            mm[a:a + step] = X[a:a + step]
-        mm.flush()
-        del mm
-        os.replace(tmp, out)
-        stamp_tmp = stamp_path.with_name(f".{stamp_path.name}.tmp")
-        stamp_tmp.write_text(json.dumps(stamp))
-        os.replace(stamp_tmp, stamp_path)
+        with atomic_path(out) as tmp:
+            mm = np.lib.format.open_memmap(tmp, mode="w+", dtype="<f4", shape=X.shape)
+            step = 16384
+            for a in tqdm(range(0, X.shape[0], step), desc=f"cache {ds.path.name}", unit="chunk",
+                          disable=not progress):
+                mm[a:a + step] = X[a:a + step]
+            mm.flush()
+            del mm
+        write_json(stamp_path, stamp)
     finally:
-        if tmp.exists():
-            tmp.unlink()
         if own:
             f.close()
     return out

@@ -25,7 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_path
 from .classes import CLASSES, FRAME_LENGTH, SNRS_DB
+from .cli import run_main
 
 _PAD = 128  # samples of padding each side: hides circular-filter wrap-around
 _NFFT = FRAME_LENGTH + 2 * _PAD  # 1280 = 2^8 * 5, a fast FFT size
@@ -301,8 +303,7 @@ def write_synthetic(path: str | os.PathLike, frames_per_snr: int = 64, seed: int
     path.parent.mkdir(parents=True, exist_ok=True)
     n_cls, n_snr = len(CLASSES), len(SNRS_DB)
     total = n_cls * n_snr * frames_per_snr
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f, tqdm(total=total, unit="frame", desc=f"synth {path.name}",
                                             disable=not progress) as bar:
             X = f.create_dataset("X", (total, FRAME_LENGTH, 2), dtype="<f4")
@@ -320,10 +321,6 @@ def write_synthetic(path: str | os.PathLike, frames_per_snr: int = 64, seed: int
                     X[row:row + len(frames)] = frames.view(np.float32).reshape(len(frames), FRAME_LENGTH, 2)
                     row += len(frames)
                     bar.update(len(frames))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 
@@ -339,11 +336,10 @@ def main(argv=None) -> int:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     a = p.parse_args(argv)
     t = time.perf_counter()
-    try:
-        out = write_synthetic(a.out, a.frames_per_snr, a.seed, progress=not a.quiet)
-    except (ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    rc = run_main(lambda: write_synthetic(a.out, a.frames_per_snr, a.seed, progress=not a.quiet) and None)
+    if rc:
+        return rc
+    out = a.out
     n = len(CLASSES) * len(SNRS_DB) * a.frames_per_snr
     dt = time.perf_counter() - t
     print(f"wrote {out}: {n} frames in {dt:.1f} s ({n / dt:,.0f} frames/s)")

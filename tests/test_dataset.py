@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from radioml.batches import iter_batches, prefetch
-from radioml.classes import CLASSES, SNRS_DB
+from radioml.classes import SNRS_DB
 from radioml.dataset import DatasetError, RadioMLFile, build_cache
 
 from .conftest import write_layout

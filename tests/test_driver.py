@@ -105,14 +105,14 @@ def bundle(tmp_path_factory, small_file):
     torch.save({"format": "amc-vgg10-model/1", "config": TrainConfig(model=cfg).to_dict(),
                 "model": model.state_dict()}, root / "model.pt")
     exp = export(ExportConfig(run=str(root / "model.pt"), out=str(root / "export"), data=str(small_file),
-                              check_frames=2), log=lambda *_: None)
-    b = build(BuildConfig(export_dir=str(exp), out=str(root / "build"), target_fps=5000), log=lambda *_: None)
+                              check_frames=2))
+    b = build(BuildConfig(export_dir=str(exp), out=str(root / "build"), target_fps=5000))
     return root, exp, b
 
 
 def test_emulated_validation_matches_pytorch_predictions(bundle, small_file):
     root, exp, b = bundle
-    m = validate(b, small_file, batch_size=100, emulate=True, export_dir=exp, log=lambda *_: None)
+    m = validate(b, small_file, batch_size=100, emulate=True, export_dir=exp)
     model, _, _ = load_model(root / "model.pt")
     with RadioMLFile(small_file) as ds:
         idx = np.array(m["frame_indices"])
@@ -137,7 +137,9 @@ def test_overlay_api_and_throughput_test(bundle):
     scores, top1 = ol.classify(np.random.default_rng(0).standard_normal((11, 2, 1024)).astype(np.float32))
     assert scores.shape == (11, 24) and top1.shape == (11,)
     t = ol.throughput_test(repeats=2)
-    assert t["throughput_fps"] > 0 and t["throughput_with_packing_fps"] > 0
+    assert t["batch_size"] == 8 and t["throughput_fps"] == pytest.approx(8 / t["runtime_s"])
+    assert t["throughput_with_packing_fps"] == pytest.approx(8 / t["runtime_with_packing_s"])
+    assert np.isfinite(t["throughput_fps"]) and np.isfinite(t["throughput_with_packing_fps"])
     with pytest.raises(DriverError, match="larger than the 16 frames"):
         ol.batch_size = 17
 
@@ -273,8 +275,8 @@ def test_validate_on_the_board_path_equals_emulation(bundle, tmp_path, small_fil
     root, exp, b = bundle
     dest, io, compute = _board_bundle(b, exp, tmp_path / "board", alveo=False)
     pynq_standin.DEVICE.compute = compute
-    board = validate(dest, small_file, batch_size=100, log=lambda *_: None)
-    emulated = validate(b, small_file, batch_size=100, emulate=True, log=lambda *_: None)
+    board = validate(dest, small_file, batch_size=100)
+    emulated = validate(b, small_file, batch_size=100, emulate=True)
     assert board["emulated"] is False and board["frames"] == emulated["frames"] == 624
     assert board["predictions"] == emulated["predictions"]
 
@@ -285,7 +287,7 @@ def test_bundle_names_its_export_relative_to_itself(bundle, tmp_path, small_file
     assert not Path(io["export_dir"]).is_absolute() and (Path(b) / io["export_dir"]).resolve() == Path(exp).resolve()
     moved = tmp_path / "moved"
     shutil.copytree(root, moved, ignore=shutil.ignore_patterns("model.pt"))
-    m = validate(moved / "build", small_file, batch_size=200, emulate=True, limit=50, log=lambda *_: None)
+    m = validate(moved / "build", small_file, batch_size=200, emulate=True, limit=50)
     assert m["frames"] == 50
 
 
@@ -296,9 +298,9 @@ def test_validate_holds_one_batch_of_frames_at_a_time(bundle, small_file):
     root, exp, b = bundle
     peaks = {}
     for bs in (1, 64, 512):
-        validate(b, small_file, batch_size=bs, emulate=True, export_dir=exp, log=lambda *_: None)  # warm
+        validate(b, small_file, batch_size=bs, emulate=True, export_dir=exp)  # warm
         tracemalloc.start()
-        validate(b, small_file, batch_size=bs, emulate=True, export_dir=exp, log=lambda *_: None)
+        validate(b, small_file, batch_size=bs, emulate=True, export_dir=exp)
         peaks[bs] = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
     frame = 1024 * 2 * 4  # one float32 frame

@@ -6,7 +6,6 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 import torch
 
@@ -60,7 +59,7 @@ def test_rollback_leaves_optimizer_on_the_reloaded_weights():
 
 def test_fmp_run_writes_model_metrics_plots(tmp_path, tiny_file):
     run = tmp_path / "fmp"
-    r = run_train(tmp_path, run, tiny_file, "--prune.strategy", "fmp", "--prune.floor", "0",
+    run_train(tmp_path, run, tiny_file, "--prune.strategy", "fmp", "--prune.floor", "0",
                   "--prune.max_rounds", "3", "--optim.epochs_per_round", "2")
     m = json.loads((run / "metrics.json").read_text())
     assert m["strategy"] == "fmp" and m["feedback_split"] == "val" and m["met_floor"]
