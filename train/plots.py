@@ -104,4 +104,7 @@ def plot_run(m: dict, run_dir: Path):
     plot_confusion(m, run_dir / "confusion.png")
     plot_accuracy_vs_snr(m, run_dir / "accuracy_vs_snr.png")
     plot_class_accuracy_vs_snr(m, run_dir / "accuracy_per_class_vs_snr.png")
-    plot_trajectory({m.get("strategy", "run"): m}, run_dir / "trajectory.png")
+    name = m.get("strategy", "run")
+    if m.get("structure", "unstructured") != "unstructured":
+        name = f"{name}-{m['structure']}"
+    plot_trajectory({name: m}, run_dir / "trajectory.png")
