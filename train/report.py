@@ -13,9 +13,11 @@ from .results import read_metrics
 def format_run(m: dict) -> str:
     c = m["cost"]
     lines = [
-        f"strategy {m['strategy']}, bits {m['bits']['input']}/{m['bits']['weight']}/{m['bits']['activation']} "
+        f"strategy {m['strategy']}, structure {m.get('structure', 'unstructured')}, "
+        f"bits {m['bits']['input']}/{m['bits']['weight']}/{m['bits']['activation']} "
         f"(input/weight/activation), feedback on {m['feedback_split']}, floor {m['floor']:.4f}",
         f"test accuracy {m['accuracy']:.4f} over {m['frames']} frames",
+        *([f"widths: conv {m['widths']['conv']}, dense {m['widths']['dense']}"] if "widths" in m else []),
         f"challenge cost {c['cost']:.4f}: bit-ops {c['bops']:,.0f} ({c['bops_pct']:.3f}% of baseline), "
         f"weight bits {c['weight_bits']:,.0f} ({c['weight_bits_pct']:.3f}%)",
         f"weights kept {m['weights_kept']:,}/{m['weights']:,} (eta measured {m['eta_measured']:.2f}; "
