@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
+from .channel_pruning import prune_channels
 from .model import channel_groups, prunable_layers
 
 STRUCTURES = ("unstructured", "filters", "hybrid")  # hybrid: filters until FMP stops, then unstructured
@@ -54,8 +55,6 @@ def prune_by(model: nn.Module, amount: float, scope: str = "global") -> None:
 
 def prune_step(model: nn.Module, amount: float, structure: str, scope: str = "global") -> int:
     """One pruning step of the given structure; returns how many weights it newly masked."""
-    from .channel_pruning import prune_channels
-
     before = sparsity(model)["kept"]
     if structure == "unstructured":
         prune_by(model, amount, scope)
