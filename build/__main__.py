@@ -8,7 +8,7 @@ from dataclasses import fields
 from radioml.cli import run_main
 
 from .boards import BOARDS
-from .config import BuildConfig
+from .config import BuildConfig, fraction
 
 
 def main(argv=None) -> int:
@@ -22,7 +22,7 @@ def main(argv=None) -> int:
     p.add_argument("--max-fps", action="store_true",
                    help="fold for the highest frames/s whose fewest-LUT folding fits --util-cap of the part "
                         "(instead of --target-fps; needs --folding search)")
-    p.add_argument("--util-cap", type=float, default=d.util_cap,
+    p.add_argument("--util-cap", type=fraction, default=d.util_cap,
                    help="with --max-fps: fraction of the part's LUT, BRAM18 and DSP the layers may use; the rest is "
                         "left for FIFOs, DMAs and routing, which the estimates do not cover (default: %(default)s)")
     p.add_argument("--folding", default=d.folding,

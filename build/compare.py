@@ -10,8 +10,8 @@ channels (or bits) shrink it, which is what the table shows.
 
 Writes RUNS/hardware/<row>/{export,build-target,build-max}, RUNS/hardware.json,
 RUNS/hardware.txt and RUNS/accuracy_vs_lut.png (test accuracy against LUTs at the
-common target, the accuracy/LUT frontier drawn). Finished exports and builds are
-reused, so an interrupted run resumes.
+common target, the accuracy/LUT frontier drawn). Exports and builds newer than the model
+they come from are reused, so an interrupted run resumes and a retrained run is rebuilt.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from radioml.atomic import atomic_path, write_json, write_text
 from radioml.cli import run_main
 
 from .boards import BOARDS
-from .config import BuildConfig
+from .config import BuildConfig, fraction
 
 
 def _slug(name: str) -> str:
@@ -39,11 +39,16 @@ def _read_json(path: Path) -> dict:
         raise ValueError(f"{path}: cannot read ({e})") from None
 
 
+def _newer(result: Path, source: Path) -> bool:
+    """A finished result exists and was made after its source: reuse it (else redo, the run changed)."""
+    return result.exists() and source.exists() and result.stat().st_mtime >= source.stat().st_mtime
+
+
 def _export(run_dir: str, out: Path, data: str, check_frames: int, log) -> Path:
     from export.config import ExportConfig
     from export.to_finn import export
 
-    if (out / "export_report.json").exists():
+    if _newer(out / "export_report.json", Path(run_dir) / "model.pt"):
         return out
     return export(ExportConfig(run=run_dir, out=str(out), data=data, check_frames=check_frames, force=True), log=log)
 
@@ -51,7 +56,7 @@ def _export(run_dir: str, out: Path, data: str, check_frames: int, log) -> Path:
 def _build(export_dir: Path, out: Path, board: str, log, **kw) -> dict:
     from .flow import build
 
-    if not (out / "build_report.json").exists():
+    if not _newer(out / "build_report.json", Path(export_dir) / "export_report.json"):
         build(BuildConfig(export_dir=str(export_dir), out=str(out), board=board, force=True, **kw), log=log)
     return _read_json(out / "build_report.json")
 
@@ -149,7 +154,7 @@ def main(argv=None) -> int:
     p.add_argument("--board", default=d.board, choices=sorted(BOARDS), help="target board (default: %(default)s)")
     p.add_argument("--target-fps", type=int, default=d.target_fps,
                    help="the common frame rate every model is folded for (default: %(default)s)")
-    p.add_argument("--util-cap", type=float, default=d.util_cap,
+    p.add_argument("--util-cap", type=fraction, default=d.util_cap,
                    help="max-fps builds: fraction of the part's LUT, BRAM18 and DSP the layers may use (default: %(default)s)")
     p.add_argument("--data", default=None, help="RadioML-layout file for the export checks (default: each run's data.path)")
     p.add_argument("--check-frames", type=int, default=32, help="test frames each export check runs (default: %(default)s)")

@@ -18,3 +18,13 @@ class BuildConfig:
     codegen: bool = False  # also run step_hw_codegen (HLS/RTL sources; synthesis needs Vivado)
     bitfile: bool = False  # full flow to a bitfile and driver bundle: Vivado/Vitis only (Docker)
     force: bool = False
+
+
+def fraction(text: str) -> float:
+    """argparse type of a utilisation cap: a number in (0, 1]."""
+    import argparse
+
+    v = float(text)
+    if not 0 < v <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
+    return v

@@ -32,10 +32,10 @@ class Ctx:
     work: Path
     dcfg: object = None  # finn DataflowBuildConfig
     notes: dict = field(default_factory=dict)
-    target_fps: float = 0.0  # cfg.target_fps, or the rate found by --max-fps
+    target_fps: float = field(init=False)  # cfg.target_fps, or the rate found by --max-fps
 
     def __post_init__(self):
-        self.target_fps = self.target_fps or self.cfg.target_fps
+        self.target_fps = self.cfg.target_fps
 
     @property
     def clock_ns(self) -> float:

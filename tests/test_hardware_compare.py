@@ -75,3 +75,11 @@ def test_max_fps_is_the_fastest_folding_under_the_cap(runs):
     assert totals(choose(cands, faster))["LUT"] > tight["LUT"]
     with pytest.raises(ValueError, match="even the slowest folding exceeds"):
         max_rate(cands, {"LUT": 10.0, "BRAM_18K": 1e9, "DSP": 1e9})
+
+
+@pytest.mark.parametrize("cap", ["0", "1.5", "-0.2"])
+def test_a_utilisation_cap_outside_0_1_is_refused(cap, tmp_path):
+    for cmd in (["build", "--export", str(tmp_path), "--max-fps"], ["build.compare", str(tmp_path)]):
+        r = subprocess.run([sys.executable, "-m", *cmd, "--util-cap", cap], env=ENV, capture_output=True, text=True)
+        assert r.returncode == 2 and f"--util-cap: must be in (0, 1], got {cap}" in r.stderr
+        assert not (tmp_path / "hardware.json").exists()

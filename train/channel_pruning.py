@@ -67,7 +67,8 @@ def remove_channels(group: ChannelGroup, drop: torch.Tensor) -> None:
         prune.custom_from_mask(group.bn, name, keep.float())
     cols = keep.repeat_interleave(group.repeat).float()
     w = group.consumer.weight
-    prune.custom_from_mask(group.consumer, "weight", cols.view(1, -1, *[1] * (w.dim() - 2)).expand_as(w).contiguous())
+    cols = cols.view(1, -1, *[1] * (w.dim() - 2)).expand_as(w)
+    prune.custom_from_mask(group.consumer, "weight", cols.contiguous())
 
 
 def _weakest(norms: torch.Tensor, live: torch.Tensor, n: int) -> torch.Tensor:
@@ -85,15 +86,15 @@ def prune_channels(model: nn.Module, amount: float) -> list[int]:
     lives = [alive(g) for g in groups]
     counts = [int(v.sum()) for v in lives]
     kept = [kept_count(n, amount) for n in counts]
+    norms = [channel_norms(g) for g in groups]  # all ranked before any mask of this step moves
     if kept == counts:
         cands = [i for i, n in enumerate(counts) if n > CHANNEL_MULTIPLE]
         if cands:
             def relative_weakness(i):
-                norms = channel_norms(groups[i])[lives[i]]
-                return float(norms.sort().values[:CHANNEL_MULTIPLE].mean() / norms.mean().clamp_min(1e-12))
+                live = norms[i][lives[i]]
+                return float(live.sort().values[:CHANNEL_MULTIPLE].mean() / live.mean().clamp_min(1e-12))
             i = min(cands, key=relative_weakness)
             kept[i] = counts[i] - CHANNEL_MULTIPLE
-    norms = [channel_norms(g) for g in groups]  # all ranked before any mask of this step moves
     for g, norm, live, n, k in zip(groups, norms, lives, counts, kept):
         if k < n:
             remove_channels(g, _weakest(norm, live, n - k))

@@ -148,13 +148,13 @@ def run_comparison(base, out: Path, strategies: list[str], pretrain_epochs: int,
         cfg.prune.floor = floor
         cfg.init_from, cfg.run_dir = str(out / "dense"), str(out / s)
         filters_run = f"{cfg.prune.strategy}-filters"
-        if cfg.prune.structure == "hybrid" and filters_run in metrics:
-            # the hybrid's filter phase is that run: continue from its final model, unstructured
+        continued = cfg.prune.structure == "hybrid" and filters_run in metrics
+        if continued:  # the hybrid's filter phase is that run: continue from its final model, unstructured
             cfg.prune.structure, cfg.init_from = "unstructured", str(out / filters_run)
         train(cfg)
         metrics[s] = read_metrics(out / s)
         rows.append(summary_row(s, metrics[s], out / s))
-        if cfg.init_from != str(out / "dense"):  # a hybrid continued from the filters run: count both phases
+        if continued:  # count both phases
             first = next(r for r in rows if r["strategy"] == filters_run)
             rows[-1]["structure"] = "hybrid"
             for k in ("steps_kept", "steps_all"):

@@ -33,10 +33,10 @@ def narrow(model: nn.Module, cfg: ModelConfig) -> tuple[nn.Module, ModelConfig]:
     keeps = [live_channels(g).cpu() for g in groups]
     if all(bool(k.all()) for k in keeps):
         return model, cfg
-    counts = tuple(max(1, int(k.sum())) for k in keeps)
     for k in keeps:  # a layer with no live channel keeps one (its output is 0 either way)
         if not k.any():
             k[0] = True
+    counts = tuple(int(k.sum()) for k in keeps)
     n_conv = len(counts) - HIDDEN_DENSE
     ncfg = dataclasses.replace(cfg, conv_widths=counts[:n_conv], dense_widths=counts[n_conv:])
     names = {m: n for n, m in model.named_modules()}

@@ -44,6 +44,7 @@ class PruningScheduler:
         self.has_good = False  # some model met the floor
         self.done = False
         self.structure = "unstructured"  # what a prune removes: unstructured weights | filters
+        self.p = 0.0  # pruning rate of the next prune (IMP and FMP set it)
 
     def step(self, accuracy: float) -> Action:
         if self.done:
@@ -68,7 +69,7 @@ class PruningScheduler:
     @property
     def rate(self) -> float:
         """The pruning rate the next prune applies (0 for no pruning)."""
-        return getattr(self, "p", 0.0)
+        return self.p
 
     def state_dict(self) -> dict:
         return {k: v for k, v in vars(self).items()}
@@ -186,11 +187,10 @@ class Hybrid:
 def make_scheduler(strategy: str, prune_cfg, epochs_per_round: int):
     """The scheduler named by a PruneConfig (strategy and structure)."""
     c = prune_cfg
-    structure = getattr(c, "structure", "unstructured")
-    if structure == "hybrid" and strategy != "none":
+    if c.structure == "hybrid" and strategy != "none":
         return Hybrid(_schedule(strategy, c, epochs_per_round), _schedule(strategy, c, epochs_per_round))
     sched = _schedule(strategy, c, epochs_per_round)
-    sched.structure = "unstructured" if structure == "hybrid" else structure
+    sched.structure = "unstructured" if c.structure == "hybrid" else c.structure
     return sched
 
 
