@@ -198,3 +198,23 @@ def test_structured_run_exports_with_every_check_and_builds(tmp_path, tiny_file,
     dfm = ModelWrapper(str(out / "model_dataflow.onnx"))
     mh = [getCustomOp(n).get_nodeattr("MH") for n in dfm.graph.node if n.op_type.startswith("MVAU")]
     assert mh == [20] * 7 + [40, 40, 24]
+
+
+def test_hybrid_run_prunes_filters_then_weights_and_saves_the_narrow_model(tmp_path, tiny_file):
+    run = tmp_path / "hybrid"
+    cmd = [sys.executable, "-m", "train", "--data.path", str(tiny_file), "--run_dir", str(run),
+           "--model.conv_filters", "16", "--model.dense_units", "32", "--optim.batch_size", "128",
+           "--data.val_fraction", "0.3", "--threads", "1", "--prune.strategy", "fmp", "--prune.structure", "hybrid",
+           "--prune.floor", "0", "--prune.max_rounds", "2", "--optim.epochs_per_round", "1",
+           "--prune.cost_every_round", "false"]
+    r = subprocess.run(cmd, env={**os.environ, "PYTHONPATH": os.getcwd()}, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    m = json.loads((run / "metrics.json").read_text())
+    actions = [h["action"] for h in m["history"]]
+    # 2 filter prunes, max_rounds ends the filter phase (rollback to its last good model), 2 unstructured prunes
+    assert actions == ["prune", "prune", "rollback", "prune", "prune", "stop"]
+    assert m["widths"] == {"conv": [8] * 7, "dense": [20, 20]}  # 16 -> 12 -> 8, 32 -> 24 -> 20
+    sd = torch.load(run / "model.pt", weights_only=True)["model"]
+    assert sd["1.weight"].shape == (8, 2, 3)
+    weights = sum(v.numel() for k, v in sd.items() if k.endswith(".weight") and v.dim() > 1)
+    assert m["weights_kept"] == pytest.approx(0.64 * weights, abs=3)  # two unstructured steps of 20% on the narrow model
