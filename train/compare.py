@@ -2,6 +2,8 @@
 
 1. Trains the dense quantised model (strategy none) for --pretrain-epochs: the shared start
    (and, with --reference-filters 32, the dense topology finn-examples deploys, for comparison).
+   With --init_from a trained model (models/reference/...), those epochs fine-tune it on this data;
+   --reference-init does the same for the reference row.
 2. Sets the accuracy floor: --prune.floor as given, or --floor-relative times the dense
    model's feedback accuracy (a synthetic set's ceiling is not RadioML's, so the
    paper's 56% floor means nothing there).
@@ -59,17 +61,24 @@ def compact_widths(widths: list[int]) -> str:
 def table(rows: list[dict]) -> str:
     """A fixed-width text table of comparison rows (as returned by `summary_row`)."""
     head = ("strategy", "bits", "conv / dense widths", "steps kept/all", "eta meas.", "eta eq.3 (all)", "bit-ops %",
-            "weight-bits %", "cost", "test acc", "feedback acc", "met floor")
+            "weight-bits %", "cost", "test acc", "acc >= 10 dB", "feedback acc", "met floor")
     lines = [head]
     for r in rows:
         lines.append((r["strategy"], r["bits"], r["widths"], f"{r['steps_kept']}/{r['steps_all']}",
                       f"{r['eta_measured']:.2f}",
                       f"{r['eta_eq3_all']:.2f}", f"{r['bops_pct']:.3f}", f"{r['weight_bits_pct']:.3f}",
-                      f"{r['cost']:.4f}", f"{r['accuracy']:.4f}", f"{r['feedback_accuracy']:.4f}",
+                      f"{r['cost']:.4f}", f"{r['accuracy']:.4f}", f"{r['accuracy_10db']:.4f}",
+                      f"{r['feedback_accuracy']:.4f}",
                       "yes" if r["met_floor"] else "no"))
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(head))]
     fmt = lambda line: "  ".join(str(c).rjust(w) for c, w in zip(line, widths))  # noqa: E731
     return "\n".join([fmt(lines[0]), fmt(["-" * w for w in widths])] + [fmt(x) for x in lines[1:]])
+
+
+def high_snr_accuracy(m: dict, min_snr: float = 10.0) -> float:
+    """Mean test accuracy over the SNRs >= min_snr (blocks are equal-sized: the frame-weighted mean)."""
+    accs = [a for snr, a in m["accuracy_per_snr"].items() if float(snr) >= min_snr]
+    return sum(accs) / len(accs)
 
 
 def summary_row(name: str, m: dict, run_dir: Path) -> dict:
@@ -77,14 +86,15 @@ def summary_row(name: str, m: dict, run_dir: Path) -> dict:
     fb = [h["feedback_accuracy"] for h in m["history"]]
     good = [r["accuracy"] for r in m.get("rounds", [])]
     return {
-        "strategy": name, "bits": f"{b['input']}/{b['weight']}/{b['activation']}", "run_dir": str(run_dir),
+        "strategy": name, "bits": b["label"], "run_dir": str(run_dir),
         "structure": m.get("structure", "unstructured"),
         "widths": f"{compact_widths(m['widths']['conv'])} / {compact_widths(m['widths']['dense'])}",
         "steps_kept": m["pruning_steps_kept"], "steps_all": m["pruning_steps_all"],
         "eta_measured": m["eta_measured"], "eta_eq3_all": m["eta_eq3_all_rounds"],
         "eta_eq3_kept": m["eta_eq3_lineage"], "bops_pct": m["cost"]["bops_pct"],
         "weight_bits_pct": m["cost"]["weight_bits_pct"], "cost": m["cost"]["cost"],
-        "accuracy": m["accuracy"], "feedback_accuracy": good[-1] if good and m["strategy"] != "none" else fb[-1],
+        "accuracy": m["accuracy"], "accuracy_10db": high_snr_accuracy(m),
+        "feedback_accuracy": good[-1] if good and m["strategy"] != "none" else fb[-1],
         "met_floor": m["met_floor"], "feedback_split": m["feedback_split"],
     }
 
@@ -99,6 +109,9 @@ def main(argv=None) -> int:
     p.add_argument("--reference-filters", type=int, default=0,
                    help="also train a dense model with this many conv filters (32: finn-examples' deployed "
                         "topology) as a reference row; 0: none (default: %(default)s)")
+    p.add_argument("--reference-init", default=None,
+                   help="model.pt the reference row starts from (e.g. models/reference/vgg10-w4a4-f32/model.pt); "
+                        "default: trained from scratch")
     p.add_argument("--pretrain-epochs", type=int, default=5, help="dense epochs before pruning starts (default: %(default)s)")
     p.add_argument("--floor-relative", type=float, default=None,
                    help="floor = this x the dense model's feedback accuracy (overrides --prune.floor)")
@@ -111,17 +124,18 @@ def main(argv=None) -> int:
         for s in strategies:
             parse_strategy(s)
         result = run_comparison(base, Path(a.out), strategies, a.pretrain_epochs, a.floor_relative,
-                                a.reference_filters)
+                                a.reference_filters, a.reference_init)
         print(f"\nfeedback split: {result['rows'][0]['feedback_split']}; floor {result['floor']:.4f}; runs in {a.out}")
         print(table(result["rows"]))
 
     return run_main(work)
 
 
-def _dense(base, run_dir: Path, epochs: int, **model_changes) -> dict:
+def _dense(base, run_dir: Path, epochs: int, init_from=None, **model_changes) -> dict:
     from .loop import train
 
     dense = copy.deepcopy(base)
+    dense.init_from = init_from
     dense.prune = PruneConfig(strategy="none")  # pruning options do not shape a dense run
     dense.optim.epochs_per_round = epochs
     dense.model = dataclasses.replace(dense.model, **model_changes)
@@ -131,12 +145,12 @@ def _dense(base, run_dir: Path, epochs: int, **model_changes) -> dict:
 
 
 def run_comparison(base, out: Path, strategies: list[str], pretrain_epochs: int, floor_relative,
-                   reference_filters: int = 0) -> dict:
+                   reference_filters: int = 0, reference_init=None) -> dict:
     """Dense start, each strategy from it, and an optional dense reference; returns {floor, rows}."""
     from .loop import train
     from .plots import plot_trajectory
 
-    md = _dense(base, out / "dense", pretrain_epochs)
+    md = _dense(base, out / "dense", pretrain_epochs, base.init_from)
     floor = base.prune.floor
     if floor_relative is not None:
         floor = floor_relative * md["history"][-1]["feedback_accuracy"]
@@ -163,7 +177,8 @@ def run_comparison(base, out: Path, strategies: list[str], pretrain_epochs: int,
                 rows[-1][k] *= first[k]
     if reference_filters:
         name = f"dense-{reference_filters}f"
-        mr = _dense(base, out / name, pretrain_epochs, conv_filters=reference_filters, conv_widths=None)
+        mr = _dense(base, out / name, pretrain_epochs, reference_init,
+                    conv_filters=reference_filters, conv_widths=None)
         rows.append(summary_row(f"dense {reference_filters} filters (reference)", mr, out / name))
         rows[-1]["met_floor"] = rows[-1]["feedback_accuracy"] >= floor
     plot_trajectory(metrics, out / "trajectory.png")

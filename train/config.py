@@ -18,7 +18,7 @@ from pathlib import Path
 from .masks import STRUCTURES
 from .model import ModelConfig
 
-STRATEGIES = ("none", "imp", "imp-converge", "fmp")
+STRATEGIES = ("none", "imp", "imp-converge", "fmp", "precision")
 
 
 @dataclass
@@ -28,6 +28,7 @@ class DataConfig:
     min_train_snr: typing.Optional[float] = None  # drop training/validation frames below this SNR
     feedback_split: str = "val"  # "val", or "test" to reproduce the FMP authors' scripts
     train_subset: float = 1.0  # use this fraction of the training frames (every block kept)
+    resample_subset: bool = False  # draw a fresh train_subset every epoch (short fine-tunes overfit less)
     cache_dir: typing.Optional[str] = None  # one-time memmap cache for chunked/compressed files
     buffer_frames: int = 65536  # shuffle buffer, bounds reader memory
 
@@ -44,7 +45,7 @@ class OptimConfig:
 
 @dataclass
 class PruneConfig:
-    strategy: str = "fmp"  # none | imp | imp-converge | fmp
+    strategy: str = "fmp"  # none | imp | imp-converge | fmp | precision (bit widths, not weights)
     floor: float = 0.56  # accuracy criterion
     p0: float = 0.2  # initial pruning rate (IMP keeps it)
     divisor: float = 2.0  # FMP: p /= divisor after a failed round
@@ -57,11 +58,21 @@ class PruneConfig:
 
 
 @dataclass
+class PrecisionConfig:
+    """The bit-width search (prune.strategy precision, train/precision.py); floor and epochs as pruning's."""
+
+    objective: str = "cost"  # cost (the challenge's) | hardware (what FINN's MVAU LUTs scale with)
+    min_weight_bits: int = 2
+    min_act_bits: int = 2
+
+
+@dataclass
 class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=lambda: ModelConfig(4, 4, 4))
     optim: OptimConfig = field(default_factory=OptimConfig)
     prune: PruneConfig = field(default_factory=PruneConfig)
+    precision: PrecisionConfig = field(default_factory=PrecisionConfig)
     seed: int = 0
     init_from: typing.Optional[str] = None  # start from the model of another run dir (e.g. a dense pretrain)
     run_dir: str = "runs/fmp"
@@ -82,8 +93,13 @@ class TrainConfig:
             (0 <= p.floor <= 1, f"prune.floor must be in [0, 1], got {p.floor}"),
             (d.feedback_split in ("val", "test"), f"data.feedback_split must be val or test, got {d.feedback_split!r}"),
             (d.feedback_split == "test" or d.val_fraction > 0, "data.val_fraction must be > 0 for feedback on val"),
+            (self.precision.objective in ("cost", "hardware"),
+             f"precision.objective must be cost or hardware, got {self.precision.objective!r}"),
+            (self.precision.min_weight_bits >= 2 and self.precision.min_act_bits >= 2,
+             "precision.min_weight_bits and precision.min_act_bits must be >= 2"),
             (0 < d.train_subset <= 1, f"data.train_subset must be in (0, 1], got {d.train_subset}"),
-            (self.optim.epochs_per_round >= 1, "optim.epochs_per_round must be >= 1"),
+            (self.optim.epochs_per_round >= 1 or (p.strategy == "none" and self.init_from),
+             "optim.epochs_per_round must be >= 1 (0 only scores an --init_from model: strategy none)"),
             (self.optim.batch_size >= 1, "optim.batch_size must be >= 1"),
         ]
         for ok, msg in checks:

@@ -14,6 +14,7 @@ float32 graph that is exported, so the trained model would not be the deployed o
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import os
@@ -28,6 +29,7 @@ from torch import nn
 from tqdm import tqdm
 
 from radioml.batches import iter_batches, prefetch
+from radioml.classes import FRAME_LENGTH
 from radioml.atomic import write_json
 from radioml.cli import first_line
 from radioml.dataset import RadioMLFile
@@ -38,7 +40,7 @@ from .config import TrainConfig, semantic_diff
 from .cost import model_cost
 from .channel_pruning import widths
 from .masks import deployable_copy, init_masks, masked_state, prune_step, sparsity
-from .model import build_vgg10
+from .model import ModelConfig, build_vgg10
 from .narrow import narrow
 from .saved_model import load_model, save_model
 from .schedulers import make_scheduler
@@ -99,21 +101,32 @@ def _setup_logging(run_dir: Path, main: bool) -> None:
 
 @dataclass
 class Splits:
-    train: np.ndarray
+    train: np.ndarray  # every training frame this run may use
     feedback: np.ndarray
     test: np.ndarray
     feedback_name: str
+    epoch_subset: float = 1.0  # < 1: each epoch trains on a fresh random fraction of `train`
+    seed: int = 0
+
+    def train_for(self, epoch: int) -> np.ndarray:
+        """The training frames of one epoch (sorted: the reader shuffles them in blocks)."""
+        if self.epoch_subset >= 1.0:
+            return self.train
+        k = max(1, int(round(self.epoch_subset * len(self.train))))
+        return np.sort(np.random.default_rng([self.seed, 11, epoch]).choice(self.train, k, replace=False))
 
 
 def _splits(ds: RadioMLFile, cfg: TrainConfig) -> Splits:
     data = cfg.data
     split = ds.split(data.min_train_snr, data.val_fraction)
     train = split.train
+    feedback = split.val if data.feedback_split == "val" else split.test
+    if data.resample_subset:
+        return Splits(train, feedback, split.test, data.feedback_split, data.train_subset, cfg.seed)
     if data.train_subset < 1.0:
         rng = np.random.default_rng([cfg.seed, 7])
         k = max(1, int(round(data.train_subset * len(train))))
         train = np.sort(rng.choice(train, k, replace=False))
-    feedback = split.val if data.feedback_split == "val" else split.test
     return Splits(train, feedback, split.test, data.feedback_split)
 
 
@@ -197,6 +210,56 @@ class Run:
     state: RunState = field(default_factory=RunState)
     last_good: dict | None = None
     data_wait: float = 0.0  # seconds the training thread waited for batches
+    model_cfg: ModelConfig | None = None  # the live model's config (the precision search changes its bits)
+    _net: tuple | None = None  # (model, its DistributedDataParallel wrapper)
+
+    def __post_init__(self):
+        if self.model_cfg is None:
+            self.model_cfg = self.cfg.model
+
+    def net(self) -> nn.Module:
+        """The module to train: the model, wrapped for DDP under torchrun (rewrapped after a rebuild)."""
+        if self.dist.world == 1:
+            return self.model
+        if self._net is None or self._net[0] is not self.model:
+            self._net = (self.model, nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None))
+        return self._net[1]
+
+    def snapshot(self) -> dict:
+        snap = ckpt.snapshot(self.model, self.opt, self.lr_sched)
+        snap["model_cfg"] = self.model_cfg.to_dict()
+        return snap
+
+    def _install(self, model_cfg: ModelConfig) -> None:
+        """A model built for `model_cfg`, with a new optimizer and LR scheduler, in place of the live
+        ones (their state comes next, from a snapshot: the parameters correspond one to one)."""
+        self.model = init_masks(build_vgg10(model_cfg)).to(self.device)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=self.cfg.optim.lr)
+        self.lr_sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.opt, mode="min", factor=self.cfg.optim.plateau_factor, patience=self.cfg.optim.plateau_patience)
+        self.model_cfg = model_cfg
+
+    def rebuild(self, model_cfg: ModelConfig) -> None:
+        """Give the live model other bits: weights, masks, quantiser scales, optimizer and LR state
+        carry over to a model built for `model_cfg`."""
+        if model_cfg != self.model_cfg:
+            snap = self.snapshot()
+            self._install(model_cfg)
+            ckpt.restore(snap, self.model, self.opt, self.lr_sched)
+
+    def restore_snapshot(self, snap: dict) -> None:
+        """Load a snapshot in place, into a model built for its bits if they differ from the live ones."""
+        model_cfg = ModelConfig(**snap["model_cfg"]) if "model_cfg" in snap else self.model_cfg
+        if model_cfg != self.model_cfg:
+            self._install(model_cfg)
+        ckpt.restore(snap, self.model, self.opt, self.lr_sched)
+
+    def requantize(self, bits: dict) -> None:
+        self.rebuild(dataclasses.replace(self.model_cfg, layer_weight_bits=tuple(bits["weight"]),
+                                         layer_act_bits=tuple(bits["act"])))
+        if self.dist.main:
+            log.info(f"bits now {self.model_cfg.bits_label()}")
 
     @property
     def ck_path(self) -> Path:
@@ -210,7 +273,7 @@ class Run:
             raise ValueError(f"{self.ck_path}: written by another config (differs in {', '.join(diff)}); "
                              f"use another --run_dir or delete it")
         try:
-            ckpt.restore(ck["current"], self.model, self.opt, self.lr_sched)
+            self.restore_snapshot(ck["current"])
             self.pruner.load_state_dict(ck["pruner"])
         except (RuntimeError, KeyError) as e:
             raise ValueError(f"{self.ck_path}: does not fit this version of the toolchain ({first_line(e)}); "
@@ -231,28 +294,38 @@ class Run:
             st = start["state"]
             final = st["done"] and st["final"] == "last_good" and start["last_good"] is not None
             snap = start["last_good"] if final else start["current"]
+            self._check_shape(ModelConfig(**snap.get("model_cfg", start["config"]["model"])), ck)
             with ckpt.in_place_loading():
                 self.model.load_state_dict(snap["model"])
             ckpt.restore_quant_state(self.model, snap["quant"])
             log.info(f"starting from the {'final' if final else 'current'} model of {src} (epoch {st['epoch']})")
             return
         model, mcfg, what = load_model(p)
-        if mcfg != self.cfg.model:
-            raise ValueError(f"{p}: its model ({mcfg}) is not this run's ({self.cfg.model}); "
-                             f"pass the same --model.* flags")
+        self._check_shape(mcfg, p)
         with ckpt.in_place_loading():
             self.model.load_state_dict(masked_state(self.model, model.state_dict()))
         log.info(f"starting from {what}")
+
+    def _check_shape(self, start_cfg: ModelConfig, where) -> None:
+        """A start model must have this run's layers and widths; its bits may differ (the weights and
+        scales are float: a 4-bit model starts an 8-bit run, as Table 3's rows do)."""
+        if start_cfg.same_shape(self.cfg.model):
+            if start_cfg.bits_label() != self.cfg.model.bits_label() and self.dist.main:
+                log.info(f"start model bits {start_cfg.bits_label()} -> {self.cfg.model.bits_label()}")
+            return
+        raise ValueError(f"{where}: its model ({start_cfg}) has other layers or widths than this run's "
+                         f"({self.cfg.model}); pass the same --model.* shape flags")
 
     def train_epoch(self, net: nn.Module) -> tuple[float, float]:
         """One pass over the training split; (mean loss, accuracy) of this rank's frames."""
         cfg, d, st = self.cfg, self.dist, self.state
         net.train()
         bs = cfg.optim.batch_size
-        it = prefetch(iter_batches(self.ds, self.splits.train, bs, shuffle=True, seed=cfg.seed, epoch=st.epoch,
+        frames = self.splits.train_for(st.epoch)
+        it = prefetch(iter_batches(self.ds, frames, bs, shuffle=True, seed=cfg.seed, epoch=st.epoch,
                                    buffer_frames=cfg.data.buffer_frames), 3)
         loss_sum, correct, seen = 0.0, 0, 0
-        bar = tqdm(total=math.ceil(len(self.splits.train) / bs), desc=f"epoch {st.epoch}", leave=False,
+        bar = tqdm(total=math.ceil(len(frames) / bs), desc=f"epoch {st.epoch}", leave=False,
                    disable=not d.main, mininterval=1.0)
         t_wait = time.perf_counter()
         for b in it:
@@ -277,7 +350,7 @@ class Run:
         """Carry out the pruning scheduler's decision."""
         st, model = self.state, self.model
         if action.met_floor:
-            self.last_good = ckpt.snapshot(model, self.opt, self.lr_sched)
+            self.last_good = self.snapshot()
             self.last_good["rates_lineage"] = list(st.rates_lineage)
             if self.dist.main:
                 st.rounds.append(_round_record(model, st, st.epoch, feedback_accuracy, self.cfg))
@@ -291,17 +364,21 @@ class Run:
                 st.done, st.stop_reason, st.final = True, "nothing left to prune", "current"
         elif action.kind == "rollback":
             self.restore_last_good()
+            if action.bits is not None:
+                self.requantize(action.bits)
+        elif action.kind == "requantize":
+            self.requantize(action.bits)
         elif action.kind == "stop":
             st.done, st.stop_reason, st.final = True, action.reason, action.final
 
     def restore_last_good(self) -> None:
-        ckpt.restore(self.last_good, self.model, self.opt, self.lr_sched)
+        self.restore_snapshot(self.last_good)
         self.state.rates_lineage = list(self.last_good["rates_lineage"])
 
     def save_checkpoint(self) -> None:
         ckpt.atomic_save({
             "format": ckpt.FORMAT, "config": self.cfg.to_dict(),
-            "current": ckpt.snapshot(self.model, self.opt, self.lr_sched), "last_good": self.last_good,
+            "current": self.snapshot(), "last_good": self.last_good,
             "pruner": self.pruner.state_dict(), "state": vars(self.state), "rng": torch.get_rng_state()},
             self.ck_path)
 
@@ -311,7 +388,8 @@ class Run:
         st, splits = self.state, self.splits
         st.epoch += 1
         rate = self.pruner.rate
-        tr_loss, tr_acc = self.train_epoch(net)
+        # epochs_per_round 0 (dense runs only): score the start model as it is
+        tr_loss, tr_acc = self.train_epoch(net) if self.cfg.optim.epochs_per_round else (float("nan"),) * 2
         fb = predict(self.model, self.ds, splits.feedback, self.device, self.cfg.optim.eval_batch_size)
         self.lr_sched.step(fb["loss"])
         action = self.pruner.step(fb["accuracy"])
@@ -320,10 +398,12 @@ class Run:
             "epoch": st.epoch, "train_loss": tr_loss, "train_accuracy": tr_acc,
             "feedback_loss": fb["loss"], "feedback_accuracy": fb["accuracy"],
             "lr": self.opt.param_groups[0]["lr"], "p": rate, "kept_fraction": kept,
+            "bits": self.model_cfg.bits_label(),
             "action": action.kind, "seconds": time.perf_counter() - t0})
         if self.dist.main:
             log.info(f"epoch {st.epoch:3d}  loss {tr_loss:.4f}  train acc {tr_acc:.4f}  "
                      f"{splits.feedback_name} acc {fb['accuracy']:.4f}  kept {kept:.4f}  p {rate:.4g}  "
+                     f"{'bits ' + self.model_cfg.bits_label() + '  ' if self.cfg.prune.strategy == 'precision' else ''}"
                      f"-> {action.kind}{' ' + action.reason if action.reason else ''}")
         self.act(action, fb["accuracy"])
         if self.dist.main:
@@ -345,7 +425,7 @@ def _new_run(cfg: TrainConfig) -> Run:
     opt = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr)
     lr_sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
         opt, mode="min", factor=cfg.optim.plateau_factor, patience=cfg.optim.plateau_patience)
-    pruner = make_scheduler(cfg.prune.strategy, cfg.prune, cfg.optim.epochs_per_round)
+    pruner = make_scheduler(cfg.prune.strategy, cfg.prune, cfg.optim.epochs_per_round, cfg.precision)
     return Run(cfg, d, device, ds, splits, model, opt, lr_sched, pruner)
 
 
@@ -357,18 +437,21 @@ def train(cfg: TrainConfig) -> Path:
         run.resume()
     elif cfg.init_from:
         run.start_from(cfg.init_from)
+    if getattr(run.pruner, "started", True) is False:  # the precision search ranks the start model's layers
+        from .precision import layer_figures
+
+        run.pruner.start(layer_figures(run.model, FRAME_LENGTH), cfg.model.input_bits,
+                         run.model_cfg.weight_bits_each, run.model_cfg.act_bits_each)
     dist, splits = run.dist, run.splits
-    net = run.model
-    if dist.world > 1:
-        net = nn.parallel.DistributedDataParallel(
-            run.model, device_ids=[run.device.index] if run.device.type == "cuda" else None)
     if dist.main:
         write_json(Path(cfg.run_dir) / "config.json", cfg.to_dict(), indent=2)
-        log.info(f"data {cfg.data.path}: train {len(splits.train)}, feedback ({splits.feedback_name}) "
+        per_epoch = len(splits.train_for(0))
+        log.info(f"data {cfg.data.path}: train {per_epoch:,}"
+                 f"{f' an epoch (of {len(splits.train)})' if per_epoch < len(splits.train) else ''}, feedback ({splits.feedback_name}) "
                  f"{len(splits.feedback)}, test {len(splits.test)} frames; device {run.device}, world {dist.world}; "
                  f"strategy {cfg.prune.strategy}, structure {cfg.prune.structure}, floor {cfg.prune.floor}")
     while not run.state.done:
-        run.epoch(net)
+        run.epoch(run.net())
     if run.state.final == "last_good" and run.last_good is not None:
         run.restore_last_good()
     if dist.main:
@@ -388,13 +471,14 @@ def _finish(run: Run):
     res = predict(model, ds, splits.test, device, cfg.optim.eval_batch_size, desc="test")
     metrics = summarize(res["y"], res["pred"], res["snr"])
     sparse = sparsity(model)
-    final, model_cfg = narrow(deployable_copy(model), cfg.model)
+    final, model_cfg = narrow(deployable_copy(model), run.model_cfg)
     cost = model_cost(final)
     dense = model_cost(final, discount_sparsity=False)
     metrics.update({
         "strategy": cfg.prune.strategy, "structure": cfg.prune.structure,
         "widths": {"conv": list(model_cfg.convs), "dense": list(model_cfg.denses)},
-        "bits": {"input": cfg.model.input_bits, "weight": cfg.model.weight_bits, "activation": cfg.model.act_bits},
+        "bits": {"input": model_cfg.input_bits, "weight": list(model_cfg.weight_bits_each),
+                 "activation": list(model_cfg.act_bits_each), "label": model_cfg.bits_label()},
         "floor": cfg.prune.floor, "feedback_split": splits.feedback_name, "met_floor": met,
         "stop_reason": state.stop_reason, "epochs": state.epoch,
         "pruning_steps_kept": len(state.rates_lineage), "pruning_steps_all": len(state.rates_all),

@@ -1,7 +1,9 @@
 """The challenge's VGG10 baseline (ITU-ML5G-PS-007) as a Brevitas model.
 
 Bit widths are parameters: the challenge baseline is 8/8/8, the FMP paper's
-model is 4/4/4. The layer sequence is fixed so that inference-cost figures stay
+model is 4/4/4, and every layer may have its own weight and activation bits
+(`layer_weight_bits`, `layer_act_bits`: what train/precision.py lowers one layer
+at a time; FINN takes per-layer datatypes natively). The layer sequence is fixed so that inference-cost figures stay
 comparable with the challenge leaderboard; the widths are parameters too (each
 conv's filters, each hidden dense layer's units), so that a filter-pruned model
 can be rebuilt physically narrower (train/narrow.py) and FINN builds a smaller
@@ -19,6 +21,8 @@ from brevitas.quant import Int8ActPerTensorFloatMinMaxInit, Int32Bias
 
 from radioml.classes import CLASSES, FRAME_LENGTH
 
+from .percentile import ReLUActQuant
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -33,15 +37,24 @@ class ModelConfig:
     input_range: float = 2.0  # fixed input quantiser range [-r, r]
     conv_widths: typing.Optional[typing.Tuple[int, ...]] = None  # per conv block; None: conv_filters each
     dense_widths: typing.Optional[typing.Tuple[int, ...]] = None  # the 2 hidden dense layers; None: dense_units
+    # per weight layer (7 convs, 3 dense); None: weight_bits each
+    layer_weight_bits: typing.Optional[typing.Tuple[int, ...]] = None
+    # per activation (7 convs, 2 hidden dense); None: act_bits each
+    layer_act_bits: typing.Optional[typing.Tuple[int, ...]] = None
 
     def __post_init__(self):
-        for name, n in (("conv_widths", self.conv_blocks), ("dense_widths", HIDDEN_DENSE)):
+        for name in ("input_bits", "weight_bits", "act_bits"):
+            if getattr(self, name) < 2:  # Brevitas' QCDQ export and qonnx's cost take no 1-bit quantiser
+                raise ValueError(f"model.{name} must be >= 2, got {getattr(self, name)}")
+        for name, n, low in (("conv_widths", self.conv_blocks, 1), ("dense_widths", HIDDEN_DENSE, 1),
+                             ("layer_weight_bits", self.conv_blocks + HIDDEN_DENSE + 1, 2),
+                             ("layer_act_bits", self.conv_blocks + HIDDEN_DENSE, 2)):
             v = getattr(self, name)
             if v is None:
                 continue
             v = tuple(int(w) for w in v)  # JSON gives lists; keep the config hashable
-            if len(v) != n or min(v) < 1:
-                raise ValueError(f"model.{name} must be {n} positive widths, got {list(v)}")
+            if len(v) != n or min(v) < low:
+                raise ValueError(f"model.{name} must be {n} values >= {low}, got {list(v)}")
             object.__setattr__(self, name, v)
 
     @property
@@ -54,9 +67,35 @@ class ModelConfig:
         """Units of each hidden dense layer."""
         return self.dense_widths or (self.dense_units,) * HIDDEN_DENSE
 
+    @property
+    def weight_bits_each(self) -> tuple[int, ...]:
+        """Weight bits of each weight layer: the 7 convs, then the 3 dense layers."""
+        return self.layer_weight_bits or (self.weight_bits,) * (self.conv_blocks + HIDDEN_DENSE + 1)
+
+    @property
+    def act_bits_each(self) -> tuple[int, ...]:
+        """Activation bits after each conv block and each hidden dense layer."""
+        return self.layer_act_bits or (self.act_bits,) * (self.conv_blocks + HIDDEN_DENSE)
+
+    def same_shape(self, other: "ModelConfig") -> bool:
+        """The same layers and widths (bits aside): one's weights load into the other."""
+        return (self.convs, self.denses, self.conv_blocks, self.input_range) == \
+            (other.convs, other.denses, other.conv_blocks, other.input_range)
+
+    @property
+    def uniform_bits(self) -> bool:
+        return len(set(self.weight_bits_each)) == 1 and len(set(self.act_bits_each)) == 1
+
+    def bits_label(self) -> str:
+        """'4/4/4' (input/weight/activation), or 'mixed' with the per-layer lists."""
+        if self.uniform_bits:
+            return f"{self.input_bits}/{self.weight_bits_each[0]}/{self.act_bits_each[0]}"
+        return (f"{self.input_bits}/w{''.join(map(str, self.weight_bits_each))}"
+                f"/a{''.join(map(str, self.act_bits_each))}")
+
     def to_dict(self) -> dict:
         d = asdict(self)
-        for k in ("conv_widths", "dense_widths"):
+        for k in ("conv_widths", "dense_widths", "layer_weight_bits", "layer_act_bits"):
             d[k] = None if d[k] is None else list(d[k])
         return d
 
@@ -82,25 +121,27 @@ def build_vgg10(cfg: ModelConfig = ModelConfig()) -> nn.Sequential:
     layers: list[nn.Module] = [
         qnn.QuantHardTanh(act_quant=_input_quantizer(cfg.input_bits, cfg.input_range))
     ]
+    wb, ab = cfg.weight_bits_each, cfg.act_bits_each
     in_ch = 2
-    for f in cfg.convs:
+    for i, f in enumerate(cfg.convs):
         layers += [
-            qnn.QuantConv1d(in_ch, f, 3, padding=1, weight_bit_width=cfg.weight_bits, bias=False),
+            qnn.QuantConv1d(in_ch, f, 3, padding=1, weight_bit_width=wb[i], bias=False),
             nn.BatchNorm1d(f),
-            qnn.QuantReLU(bit_width=cfg.act_bits),
+            qnn.QuantReLU(act_quant=ReLUActQuant, bit_width=ab[i]),
             nn.MaxPool1d(2),
         ]
         in_ch = f
     d1, d2 = cfg.denses
+    c = cfg.conv_blocks
     layers += [
         nn.Flatten(),
-        qnn.QuantLinear(in_ch * (FRAME_LENGTH >> cfg.conv_blocks), d1, weight_bit_width=cfg.weight_bits, bias=False),
+        qnn.QuantLinear(in_ch * (FRAME_LENGTH >> cfg.conv_blocks), d1, weight_bit_width=wb[c], bias=False),
         nn.BatchNorm1d(d1),
-        qnn.QuantReLU(bit_width=cfg.act_bits),
-        qnn.QuantLinear(d1, d2, weight_bit_width=cfg.weight_bits, bias=False),
+        qnn.QuantReLU(act_quant=ReLUActQuant, bit_width=ab[c]),
+        qnn.QuantLinear(d1, d2, weight_bit_width=wb[c + 1], bias=False),
         nn.BatchNorm1d(d2),
-        qnn.QuantReLU(bit_width=cfg.act_bits, return_quant_tensor=True),
-        qnn.QuantLinear(d2, len(CLASSES), weight_bit_width=cfg.weight_bits,
+        qnn.QuantReLU(act_quant=ReLUActQuant, bit_width=ab[c + 1], return_quant_tensor=True),
+        qnn.QuantLinear(d2, len(CLASSES), weight_bit_width=wb[c + 2],
                         bias=True, bias_quant=Int32Bias),
     ]
     return nn.Sequential(*layers)

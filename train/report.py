@@ -14,7 +14,7 @@ def format_run(m: dict) -> str:
     c = m["cost"]
     lines = [
         f"strategy {m['strategy']}, structure {m.get('structure', 'unstructured')}, "
-        f"bits {m['bits']['input']}/{m['bits']['weight']}/{m['bits']['activation']} "
+        f"bits {m['bits']['label']} "
         f"(input/weight/activation), feedback on {m['feedback_split']}, floor {m['floor']:.4f}",
         f"test accuracy {m['accuracy']:.4f} over {m['frames']} frames",
         *([f"widths: conv {m['widths']['conv']}, dense {m['widths']['dense']}"] if "widths" in m else []),

@@ -61,12 +61,14 @@ def load_model(src: str | Path) -> tuple[nn.Module, ModelConfig, str]:
         raise ValueError(f"{p}: not a readable PyTorch file ({first_line(e)})") from None
     if not isinstance(obj, dict) or obj.get("format") not in (MODEL_FORMAT, CHECKPOINT_FORMAT):
         raise ValueError(f"{p}: not a model or checkpoint of this toolchain")
-    cfg = _model_config(obj["config"]["model"], p)
-    model = build_vgg10(cfg)
     if obj["format"] == MODEL_FORMAT:
+        cfg = _model_config(obj["config"]["model"], p)
+        model = build_vgg10(cfg)
         _load_state(model, obj["model"], p)
         return model.eval(), cfg, f"{p} (final model)"
     snap = obj["last_good"] or obj["current"]
+    cfg = _model_config(snap.get("model_cfg", obj["config"]["model"]), p)  # the precision search changes bits
+    model = build_vgg10(cfg)
     init_masks(model)
     _load_state(model, snap["model"], p)
     what = "last model that met the floor" if obj["last_good"] else "current checkpoint model"

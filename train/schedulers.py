@@ -9,6 +9,7 @@ with an Action for the training loop:
   rollback  the round's epochs ran out below the floor: reload the last good model
   stop      done; the final model is the last good one (or the current one, for
             the no-pruning baseline)
+  requantize  (train/precision.py) the model met the floor: save it, then give it `bits`
 
 `met_floor` on the Action tells the loop to snapshot the model as the last good
 one; `structure` says what the next prune removes (unstructured weights or whole
@@ -20,6 +21,7 @@ pruning for automatic modulation classification" (Algorithms 1 and 2).
 """
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass
 
 
@@ -30,6 +32,7 @@ class Action:
     met_floor: bool = False
     final: str = "last_good"  # for stop: last_good | current
     reason: str = ""
+    bits: typing.Optional[dict] = None  # requantize / rollback of the precision search: the model's new bits
 
 
 class PruningScheduler:
@@ -184,9 +187,16 @@ class Hybrid:
             p.load_state_dict(s)
 
 
-def make_scheduler(strategy: str, prune_cfg, epochs_per_round: int):
-    """The scheduler named by a PruneConfig (strategy and structure)."""
+def make_scheduler(strategy: str, prune_cfg, epochs_per_round: int, precision_cfg=None):
+    """The scheduler named by a PruneConfig (strategy and structure); strategy 'precision' is the
+    bit-width search of train/precision.py, configured by `precision_cfg`."""
     c = prune_cfg
+    if strategy == "precision":
+        from .precision import PrecisionScheduler
+
+        pc = precision_cfg
+        return PrecisionScheduler(c.floor, epochs_per_round, pc.objective, pc.min_weight_bits, pc.min_act_bits,
+                                  c.max_rounds)
     if c.structure == "hybrid" and strategy != "none":
         return Hybrid(_schedule(strategy, c, epochs_per_round), _schedule(strategy, c, epochs_per_round))
     sched = _schedule(strategy, c, epochs_per_round)
