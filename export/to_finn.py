@@ -47,7 +47,8 @@ def table(report) -> str:
     for s in report.stages:
         exact = "-" if s.integer_exact is None else ("yes" if s.integer_exact else "NO")
         rows.append((s.stage, f"{s.max_abs_diff:.3g}", f"{s.top1_agreement:.2%}", exact,
-                     "ok" if s.ok else "FAIL: " + s.detail))
+                     ("ok" if s.ok else "FAIL: " + s.detail)
+                     + (f" ({s.tie_frames} frames differ through a rounding tie)" if s.tie_frames else "")))
     w = [max(len(r[i]) for r in rows) for i in range(4)]
     return "\n".join("  ".join(c.ljust(w[i]) if i < 4 else c for i, c in enumerate(r)) for r in rows)
 

@@ -1,0 +1,58 @@
+"""The golden checks' rounding-tie rule (export/golden.py): flips only at ties, and never many."""
+import numpy as np
+
+from export.golden import MAX_TIE_FRAMES, _compare_integers, judge
+
+
+def acts(*layers):
+    return [(f"Quant_{i}", np.asarray(a, dtype=np.float32)[None]) for i, a in enumerate(layers)]
+
+
+def finn(*layers):
+    return [(f"MultiThreshold_{i}", np.asarray(a, dtype=np.float32)[None]) for i, a in enumerate(layers)]
+
+
+def ties(*layers):
+    return [np.asarray(t, bool)[None] for t in layers]
+
+
+NO_TIE = [False, False, False]
+
+
+def test_integers_may_flip_by_one_only_where_the_input_sits_on_a_tie():
+    q = [acts([1, 2, 3], [4, 5, 6])]
+    tie_at_1 = [ties(NO_TIE, [False, True, False], NO_TIE)]  # input quantiser first
+    assert _compare_integers(q, [finn([1, 3, 3], [4, 5, 6])], tie_at_1) == (True, None)
+    ok, where = _compare_integers(q, [finn([2, 2, 3], [4, 5, 6])], tie_at_1)  # a flip away from the tie
+    assert not ok and "MultiThreshold_0" in where and "1 of 3" in where
+    ok, _ = _compare_integers(q, [finn([1, 4, 3], [4, 5, 6])], tie_at_1)  # two steps is no tie flip
+    assert not ok
+    ok, _ = _compare_integers(q, [finn([1, 3, 3], [4, 5, 6])], [ties(NO_TIE, NO_TIE, NO_TIE)])
+    assert not ok  # without the tie the same flip fails
+
+
+def test_a_flipped_frame_is_not_compared_in_later_layers_but_other_frames_are():
+    q = [acts([1, 2, 3], [4, 5, 6]), acts([1, 2, 3], [4, 5, 6])]
+    t = [ties(NO_TIE, [False, True, False], NO_TIE), ties(NO_TIE, NO_TIE, NO_TIE)]
+    propagated = finn([1, 3, 3], [0, 9, 6])  # the flip moved the next layer anywhere
+    assert _compare_integers(q, [propagated, finn([1, 2, 3], [4, 5, 6])], t) == (True, None)
+    ok, where = _compare_integers(q, [propagated, finn([1, 2, 3], [4, 5, 7])], t)
+    assert not ok and "MultiThreshold_1" in where and "frame 1" in where
+
+
+def test_disagreeing_frames_are_excused_only_with_a_tie_and_only_a_few():
+    ref = np.tile(np.eye(4, dtype=np.float32)[:2], (4, 1))  # 8 frames, classes 0 and 1
+    bad = ref.copy()
+    bad[0] = [0, 1, 0, 0]  # frame 0 picks another class
+    with_tie = np.zeros(8, bool)
+    with_tie[0] = True
+    r = judge("s", bad, ref, 1e-4, with_tie)
+    assert r.ok and r.tie_frames == 1 and r.top1_agreement == 1.0 and r.max_abs_diff == 0.0
+    r = judge("s", bad, ref, 1e-4, np.zeros(8, bool))
+    assert not r.ok and "top-1 agrees on 87.50%" in r.detail
+    many = ref.copy()
+    n = int(MAX_TIE_FRAMES * 8) + 1
+    many[:n] = ref[:n] + 0.5
+    r = judge("s", many, ref, 1e-4, np.ones(8, bool))
+    assert not r.ok and f"{n} of 8 frames disagree through rounding ties" in r.detail
+    assert judge("s", ref.copy(), ref, 1e-4, np.ones(8, bool)).tie_frames == 0  # agreeing frames need no excuse
