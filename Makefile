@@ -8,9 +8,10 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DATA   := data/synthetic.hdf5
 DEMO   := runs/demo
+REF    := models/reference
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: env demo test bench clean-demo
+.PHONY: env demo test bench table3 clean-demo
 
 env: $(STAMP)
 
@@ -25,13 +26,18 @@ $(DATA): | $(STAMP)
 	$(PY) -m radioml.synthetic --out $(DATA) --frames-per-snr 64 --seed 0
 
 demo: $(STAMP) $(DATA)
-	$(PY) -m train.compare --config configs/demo.json --out $(DEMO) --pretrain-epochs 4 --floor-relative 1.0 \
-		--strategies imp,fmp,fmp-filters,fmp-hybrid --reference-filters 32
+	$(PY) -m train.compare --config configs/demo.json --out $(DEMO) --pretrain-epochs 0 --floor-relative 0.95 \
+		--strategies imp,fmp,fmp-filters --reference-filters 32 --reference-init $(REF)/vgg10-w4a4-f32/model.pt
 	$(PY) -m train.report $(DEMO)/fmp
 	$(PY) -m export.to_finn --run $(DEMO)/fmp --out $(DEMO)/export --data $(DATA) --force
 	$(PY) -m build --export $(DEMO)/export --out $(DEMO)/build-zcu104 --board ZCU104 --target-fps 50000 --force
 	$(PY) -m driver.validate --bundle $(DEMO)/build-zcu104 --data $(DATA) --emulate --out $(DEMO)/validate.json
-	$(PY) -m build.compare $(DEMO) --board ZCU104 --target-fps 50000 --check-frames 8
+	$(PY) -m build.compare $(DEMO) --board ZCU104 --target-fps 50000
+
+# the FMP paper's Table 3 on the demo data, reduced (3 widths), plus IMP and the precision search; then FINN estimates
+table3: $(STAMP) $(DATA)
+	$(PY) -m train.table3 --config configs/demo.json --out runs/table3 --bits 8 6 4 --pretrain-epochs 0 --floor-relative 0.95
+	$(PY) -m build.compare runs/table3 --board ZCU104 --target-fps 50000
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -92,7 +92,7 @@ def _activation_ints_qonnx(model, ctx) -> list[tuple[str, np.ndarray]]:
 
 
 TIE_STEPS = 1e-5  # |x / scale - (k + 0.5)| below this is a rounding tie (float32 noise: ~1e-6 steps)
-MAX_TIE_FRAMES = 0.25  # most frames a stage may have excused by ties
+MAX_TIE_FRAMES = 1 / 3  # most frames a stage may have excused by ties
 
 
 def _activation_ties(model, ctx) -> list[np.ndarray]:
