@@ -1,80 +1,278 @@
-"""Training throughput of the 4-bit VGG10 on this machine, and the share of step time spent waiting for data.
+"""Training frames/s of the 4-bit VGG10 on this CPU: float ceiling, Brevitas' statistics phase, after it, compiled.
 
-Runs real training steps (Adam, cross-entropy, batch 1024 by default) fed by the
-same prefetching reader as `python -m train`, after the Brevitas statistics-
-collection warm-up (its first 30 steps use a slow percentile), and reports
-frames/s with the time the training thread waited for the next batch.
+A Brevitas QuantReLU with a learned scale (Uint8ActPerTensorFloat) spends its
+first 300 training steps (collect_stats_steps) setting that scale from the
+99.999th percentile of |x| over each batch. Brevitas' AbsPercentile computes it
+with torch.kthvalue over the whole activation; train/percentile.py's
+FastAbsPercentile returns the same value far faster. Once the 300 steps are done
+(or a trained state dict is loaded, as every fine-tuning does), no percentile is
+computed at all. This benchmark times real training steps (Adam, cross-entropy,
+random frames: compute-bound, no data reader) of the same network in each state:
 
-    python -m benchmarks.train_throughput [--batches 6] [--batch-size 1024]
+  a  float      plain PyTorch, same topology, no quantisation: the ceiling
+  b  before     QAT, statistics phase, Brevitas' AbsPercentile (a short run from scratch, until this change)
+  c  fast       QAT, statistics phase, FastAbsPercentile (a run from scratch, today's model)
+  d  after      QAT after the statistics phase (state dict loaded), eager
+  e  compiled   d under torch.compile (compile time reported separately)
+
+then the levers on rows c and d: batch size and torch.set_num_threads. Every row
+is a fresh model built with the same seed; after --warmup steps each, the rows
+are timed in turn, --steps steps at a time, --repeats rounds (interleaved, so a
+busy neighbour on a shared CPU slows all rows alike), and each reports its median.
+Stats-phase rows are checked to still be in the statistics phase after timing.
+
+    python -m benchmarks.train_throughput [--filters 64] [--batch-size 128] [--no-compile]
 """
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
+
+def _float_vgg10(cfg) -> nn.Sequential:
+    """The VGG10 topology of train.model.build_vgg10 in plain float PyTorch."""
+    from radioml.classes import CLASSES, FRAME_LENGTH
+
+    layers: list[nn.Module] = []
+    in_ch = 2
+    for f in cfg.convs:
+        layers += [nn.Conv1d(in_ch, f, 3, padding=1, bias=False), nn.BatchNorm1d(f), nn.ReLU(), nn.MaxPool1d(2)]
+        in_ch = f
+    d1, d2 = cfg.denses
+    layers += [nn.Flatten(),
+               nn.Linear(in_ch * (FRAME_LENGTH >> cfg.conv_blocks), d1, bias=False), nn.BatchNorm1d(d1), nn.ReLU(),
+               nn.Linear(d1, d2, bias=False), nn.BatchNorm1d(d2), nn.ReLU(),
+               nn.Linear(d2, len(CLASSES))]
+    return nn.Sequential(*layers)
+
+
+def _scalings(model: nn.Module) -> list:
+    """The ParameterFromRuntimeStatsScaling of every QuantReLU."""
+    import brevitas.nn as qnn
+
+    return [m.act_quant.fused_activation_quant_proxy.tensor_quant.scaling_impl
+            for m in model.modules() if isinstance(m, qnn.QuantReLU)]
+
+
+def _qat_model(cfg, state: str) -> nn.Module:
+    """The 4-bit VGG10 (with its pruning masks, as training runs it) in one of the states
+    'before' (Brevitas' AbsPercentile), 'fast' (FastAbsPercentile), 'after' (statistics done)."""
+    from brevitas.core.stats.stats_op import AbsPercentile
+
+    from train.masks import init_masks
+    from train.model import build_vgg10
+    from train.percentile import FastAbsPercentile
+
+    torch.manual_seed(0)
+    model = init_masks(build_vgg10(cfg)).train()
+    for s in _scalings(model):
+        assert isinstance(s.stats.stats_impl, FastAbsPercentile) and s.counter == 0
+        if state == "before":
+            s.stats.stats_impl = AbsPercentile(s.stats.stats_impl.q, None)
+    if state == "after":
+        # One tiny step gives every scale a value; loading that state dict marks statistics
+        # collection done (counter = collect_stats_steps + 1), as loading a trained model does.
+        from radioml.classes import FRAME_LENGTH
+
+        F.cross_entropy(model(torch.randn(2, 2, FRAME_LENGTH)), torch.tensor([0, 1])).backward()
+        model.zero_grad(set_to_none=True)
+        model.load_state_dict(model.state_dict())
+        assert all(s.counter > s.collect_stats_steps for s in _scalings(model))
+    return model
+
+
+class _Row:
+    """One timed configuration: a model, its optimizer, two random batches and a thread count."""
+
+    def __init__(self, key: str, label: str, model: nn.Module, batch: int, threads: int, step_model=None):
+        from radioml.classes import CLASSES, FRAME_LENGTH
+
+        self.key, self.label, self.model, self.batch, self.threads = key, label, model, batch, threads
+        self.fwd = step_model or model
+        self.opt = torch.optim.Adam(model.parameters(), 1e-3)
+        g = torch.Generator().manual_seed(1)
+        self.data = [(torch.randn(batch, 2, FRAME_LENGTH, generator=g),
+                      torch.randint(0, len(CLASSES), (batch,), generator=g)) for _ in range(2)]
+        self.n = 0
+        self.warm_s: list[float] = []
+        self.rates: list[float] = []
+
+    def _steps(self, k: int) -> float:
+        prev = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        try:
+            t = time.perf_counter()
+            for _ in range(k):
+                x, y = self.data[self.n % 2]
+                self.n += 1
+                self.opt.zero_grad()
+                F.cross_entropy(self.fwd(x), y).backward()
+                self.opt.step()
+            return time.perf_counter() - t
+        finally:
+            torch.set_num_threads(prev)
+
+    def warm(self, k: int) -> None:
+        self.warm_s += [self._steps(1) for _ in range(k)]
+
+    def time(self, k: int) -> None:
+        self.rates.append(k * self.batch / self._steps(k))
+
+    @property
+    def fps(self) -> float:
+        return statistics.median(self.rates)
+
+
+def _busy_cores(seconds: float = 2.0):
+    """Cores busy (with any process) over the next `seconds`, from /proc/stat; None where there is none."""
+    def sample():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:9]]
+        return v[3] + v[4], sum(v)  # idle + iowait, total
+
+    try:
+        i1, t1 = sample()
+        time.sleep(seconds)
+        i2, t2 = sample()
+    except (OSError, ValueError):
+        return None
+    return (os.cpu_count() or 1) * (1 - (i2 - i1) / max(t2 - t1, 1))
+
+
+def _dynamo_graphs() -> int:
+    """Graphs torch.compile has compiled so far in this process."""
+    import torch._dynamo.utils
+
+    return torch._dynamo.utils.counters["stats"]["unique_graphs"]
+
+
+def _check_phase(model: nn.Module, state: str) -> None:
+    for s in _scalings(model):
+        if state in ("before", "fast"):
+            assert s.counter < s.collect_stats_steps, f"{state}: left the statistics phase (counter {s.counter})"
+        else:
+            assert s.counter > s.collect_stats_steps, f"{state}: still in the statistics phase"
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--file", help="RadioML-layout file (default: generate a small one)")
-    p.add_argument("--batch-size", type=int, default=1024)
-    p.add_argument("--batches", type=int, default=6, help="timed batches (default: %(default)s)")
-    p.add_argument("--bits", type=int, default=4)
+    p.add_argument("--filters", type=int, default=64,
+                   help="conv filters per block, 64 = the challenge's VGG10, 32 = a half-width model (default: %(default)s)")
+    p.add_argument("--bits", type=int, default=4, help="input/weight/activation bits of the QAT model (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=128, help="batch of the main rows a-e (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads for the main rows (default: %(default)s)")
+    p.add_argument("--lever-batches", default="64,256",
+                   help="other batch sizes timed for rows c and d, comma-separated; empty for none (default: %(default)s)")
+    p.add_argument("--lever-threads", default="1",
+                   help="other thread counts timed for rows c and d, comma-separated; empty for none (default: %(default)s)")
+    p.add_argument("--no-levers", action="store_true", help="time the main rows only")
+    p.add_argument("--no-compile", action="store_true", help="skip row e (torch.compile, about 30 s of compilation)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps before timing each row (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=3, help="steps per timed repeat (default: %(default)s)")
+    p.add_argument("--repeats", type=int, default=5, help="timed repeats per row; the median is reported (default: %(default)s)")
     a = p.parse_args(argv)
+    if a.warmup + a.steps * a.repeats >= 300:
+        p.error("warmup + steps * repeats must stay below Brevitas' 300 statistics steps")
 
-    from radioml.batches import iter_batches, prefetch
-    from radioml.classes import FRAME_LENGTH
-    from radioml.dataset import RadioMLFile
-    from train.masks import init_masks
-    from train.model import ModelConfig, build_vgg10
+    from train.model import ModelConfig
 
-    with tempfile.TemporaryDirectory() as d:
-        path = a.file
-        if path is None:
-            from radioml.synthetic import write_synthetic
+    cfg = ModelConfig(a.bits, a.bits, a.bits, conv_filters=a.filters)
+    t_start = time.perf_counter()
+    busy0 = _busy_cores()
+    print(f"VGG10 {cfg.bits_label()} bits, {a.filters} filters: training frames/s on {os.cpu_count()} CPU cores "
+          f"(torch {torch.__version__}); median of {a.repeats} x {a.steps} steps after {a.warmup} warm-up steps")
+    if busy0 is not None and busy0 > 0.25:
+        print(f"warning: {busy0:.1f} cores busy before starting: other processes share these cores, and rows "
+              "with more threads than idle cores slow down most (timings not comparable to a quiet machine)")
+    B, T = a.batch_size, a.threads
 
-            path = write_synthetic(Path(d) / "bench.hdf5", 32, seed=0, progress=False)
-        ds = RadioMLFile(path)
-        idx = ds.split().train
-        torch.manual_seed(0)
-        model = init_masks(build_vgg10(ModelConfig(a.bits, a.bits, a.bits))).train()
-        opt = torch.optim.Adam(model.parameters(), 1e-3)
-        warm = torch.randn(32, 2, FRAME_LENGTH), torch.randint(0, 24, (32,))
-        for _ in range(31):  # finish Brevitas' activation-statistics collection
-            opt.zero_grad()
-            F.cross_entropy(model(warm[0]), warm[1]).backward()
-            opt.step()
-        wait = compute = 0.0
-        frames = 0
-        epoch = 0
-        t_all = time.perf_counter()
-        while frames < a.batches * a.batch_size:
-            it = prefetch(iter_batches(ds, idx, a.batch_size, shuffle=True, epoch=epoch, drop_last=True), 3)
-            t = time.perf_counter()
-            for b in it:
-                t1 = time.perf_counter()
-                wait += t1 - t
-                x, y = torch.from_numpy(b.x), torch.from_numpy(b.y)
-                opt.zero_grad()
-                F.cross_entropy(model(x), y).backward()
-                opt.step()
-                frames += len(y)
-                t = time.perf_counter()
-                compute += t - t1
-                if frames >= a.batches * a.batch_size:
-                    break
-            epoch += 1
-        total = time.perf_counter() - t_all
-        ds.close()
-    print(f"4-bit VGG10 training on {torch.get_num_threads()} threads, batch {a.batch_size}: "
-          f"{frames / total:,.0f} frames/s ({frames} frames in {total:.1f} s)")
-    print(f"data wait: {wait:.2f} s = {100 * wait / (wait + compute):.1f}% of step time "
-          f"(compute {compute:.1f} s)")
+    def make(key: str, label: str, batch: int = B, threads: int = T) -> _Row:
+        if key == "float":
+            torch.manual_seed(0)
+            return _Row(key, label, _float_vgg10(cfg).train(), batch, threads)
+        return _Row(key, label, _qat_model(cfg, key), batch, threads)
+
+    main_rows = [make("float", "a float PyTorch (ceiling)"),
+                 make("before", "b QAT stats phase, Brevitas pctl"),
+                 make("fast", "c QAT stats phase, FastAbsPctl"),
+                 make("after", "d QAT after stats phase, eager")]
+    if not a.no_compile:
+        import logging
+
+        torch._logging.set_logs(dynamo=logging.ERROR)  # Brevitas' .item() graph breaks warn at length
+        model = _qat_model(cfg, "after")
+        main_rows.append(_Row("after", "e d + torch.compile", model, B, T, step_model=torch.compile(model)))
+    lever_rows = []
+    if not a.no_levers:
+        batches = [int(b) for b in a.lever_batches.split(",") if b.strip()]
+        threads = [int(t) for t in a.lever_threads.split(",") if t.strip()]
+        for key, label in (("fast", "c stats phase, FastAbsPctl"), ("after", "d after stats phase, eager")):
+            lever_rows += [make(key, label, batch=b) for b in batches]
+            lever_rows += [make(key, label, threads=t) for t in threads]
+    rows = main_rows + lever_rows
+
+    for r in rows:  # warm-up (row e: compilation of forward and backward, and any recompilation)
+        r.warm(max(3, a.warmup) if r.label.startswith("e") else a.warmup)
+        print(f"  warm-up {r.label:<34} batch {r.batch:>4} x {r.threads} thr: "
+              + ", ".join(f"{s:.2f}" for s in r.warm_s) + " s", flush=True)
+    graphs = _dynamo_graphs()
+    for i in range(a.repeats):  # rows interleaved, so that load from other processes spreads over all of them
+        for r in rows:
+            r.time(a.steps)
+        print(f"  repeat {i + 1}/{a.repeats}: " + " ".join(f"{r.rates[-1]:.0f}" for r in rows) + " frames/s", flush=True)
+    for r in rows:
+        _check_phase(r.model, r.key)
+    compile_s = None
+    if not a.no_compile:
+        e = main_rows[-1]
+        compile_s = sum(e.warm_s) - len(e.warm_s) * e.batch / e.fps
+        recompiled = _dynamo_graphs() != graphs
+        breaks = sum(torch._dynamo.utils.counters["graph_break"].values())
+
+    def note(r: _Row) -> str:
+        if r.key in ("before", "fast"):
+            return f"counter {_scalings(r.model)[0].counter}/300 after timing"
+        if r.label.startswith("e"):
+            return (f"compile {compile_s:.1f} s, {graphs} graphs, {breaks} graph breaks"
+                    + (", RECOMPILED DURING TIMING" if recompiled else ""))
+        return ""
+
+    fps = {r.label[0]: r.fps for r in main_rows}
+    base = fps["b"]
+    print()
+    print(f"{'row':<36}{'batch':>6}{'thr':>5}{'frames/s':>10}{'vs b':>8}  note")
+    print("-" * 86)
+    for r in main_rows:
+        print(f"{r.label:<36}{r.batch:>6}{r.threads:>5}{r.fps:>10.1f}{r.fps / base:>7.2f}x  {note(r)}")
+    if lever_rows:
+        print(f"levers (rows c and d; 'vs b' against row b at batch {B}, {T} threads; 'vs row' against the same row above)")
+        for r in lever_rows:
+            print(f"{r.label:<36}{r.batch:>6}{r.threads:>5}{r.fps:>10.1f}{r.fps / base:>7.2f}x  "
+                  f"{r.fps / fps[r.label[0]]:.2f}x vs row {r.label[0]}  {note(r)}")
+    print("-" * 86)
+    parts = [f"FastAbsPercentile: stats-phase training {fps['c'] / base:.2f}x Brevitas' percentile",
+             f"after the stats phase {fps['d'] / base:.2f}x"]
+    if compile_s is not None:
+        saved = B / fps["d"] - B / fps["e"]
+        payoff = f", pays its {compile_s:.0f} s back after {compile_s / saved:.0f} steps" if saved > 0 else ", never pays back"
+        parts.append(f"compiled {fps['e'] / base:.2f}x{payoff}")
+    best = max(("e", "d"), key=lambda k: fps.get(k, 0))
+    parts.append(f"QAT at best is {fps[best] / fps['a']:.0%} of float PyTorch ({fps['a']:.0f} frames/s)")
+    print("conclusion: " + "; ".join(parts) + ".")
+    wall = time.perf_counter() - t_start
+    busy1 = _busy_cores()
+    if busy0 is not None:
+        print(f"wall time {wall:.0f} s; cores busy with other processes: {busy0:.1f} just before, "
+              f"{busy1:.1f} just after (of {os.cpu_count()}; during the run: unknown)")
+    else:
+        print(f"wall time {wall:.0f} s")
     return 0
 
 
