@@ -46,9 +46,17 @@ def test_compare_prints_table_for_both_strategies(tmp_path, tiny_file):
 def test_table_layout():
     row = {"strategy": "fmp", "bits": "4/4/4", "widths": "64x7 / 128x2", "steps_kept": 3, "steps_all": 5, "eta_measured": 1.95,
            "eta_eq3_all": 2.5, "bops_pct": 12.3456, "weight_bits_pct": 20.0, "cost": 0.1617,
-           "accuracy": 0.5, "feedback_accuracy": 0.55, "met_floor": True}
+           "accuracy": 0.5, "accuracy_10db": 0.6234, "feedback_accuracy": 0.55, "met_floor": True}
     t = table([row]).splitlines()
     assert len(t) == 3 and "3/5" in t[2] and "0.1617" in t[2] and "12.346" in t[2]
+    assert "acc >= 10 dB" in t[0] and "0.6234" in t[2]
+
+
+def test_high_snr_accuracy_is_the_mean_over_snrs_from_10_db():
+    from train.compare import high_snr_accuracy
+
+    m = {"accuracy_per_snr": {"-20": 0.0, "8": 0.1, "10": 0.5, "20": 0.6, "30": 0.7}}
+    assert high_snr_accuracy(m) == pytest.approx(0.6)
 
 
 def test_strategy_names_and_widths():
