@@ -52,6 +52,7 @@ class StageResult:
     detail: str = ""
     ok: bool = True
     tie_frames: int = 0  # frames whose logits disagree through an activation at a rounding tie (excused)
+    excused: list = field(default_factory=list)  # their positions among the check frames
 
     def to_dict(self):
         return dict(vars(self))
@@ -69,6 +70,12 @@ class CheckReport:
 
     def first_failure(self) -> StageResult | None:
         return next((s for s in self.stages if not s.ok), None)
+
+    def agreeing_frame(self) -> int:
+        """Position of the first check frame that no stage excused (every stage agrees on it
+        without a rounding tie): FINN's own verification steps compare on this one."""
+        excused = {i for s in self.stages for i in s.excused}
+        return next(i for i in range(self.frames) if i not in excused)
 
 
 def _exec(model, x: np.ndarray, full: bool = False):
@@ -134,7 +141,8 @@ def judge(stage: str, logits: np.ndarray, torch_logits: np.ndarray, tol: float, 
     keep = ~excused
     d = float(per_frame[keep].max()) if keep.any() else 0.0
     agree = float(top1[keep].mean()) if keep.any() else 0.0
-    r = StageResult(stage, d, agree, tie_frames=int(excused.sum()), **kw)
+    r = StageResult(stage, d, agree, tie_frames=int(excused.sum()), excused=[int(i) for i in np.flatnonzero(excused)],
+                    **kw)
     problems = []
     if excused.sum() > MAX_TIE_FRAMES * len(logits):
         problems.append(f"{int(excused.sum())} of {len(logits)} frames disagree through rounding ties "

@@ -88,11 +88,7 @@ def _write_models(model, cfg: ExportConfig):
 
 
 def _write_io(work: Path, m, iq, mcfg, what: str, frames, idx, labels, torch_logits) -> None:
-    """FINN's verification pair, the golden frames and io.json (what build and driver read)."""
-    from .steps import FINN_STEPS, to_layout
-
-    np.save(work / "input.npy", to_layout(iq.quantize(frames[:1]), FINN_STEPS[-1][2]))
-    np.save(work / "expected_output.npy", torch_logits[:1])
+    """The golden frames and io.json (what build and driver read)."""
     np.savez(work / "golden.npz", frames=frames, indices=idx, labels=labels, torch_logits=torch_logits)
     out_name = m.graph.output[0].name
     write_json(work / "io.json", {
@@ -113,6 +109,14 @@ def _publish(work: Path, out: Path) -> None:
         shutil.rmtree(old)
     else:
         os.replace(work, out)
+
+
+def _write_verification_pair(work: Path, iq, frames, torch_logits, k: int) -> None:
+    """FINN's verification pair: check frame k (one every stage agrees on, rounding ties aside)."""
+    from .steps import FINN_STEPS, to_layout
+
+    np.save(work / "input.npy", to_layout(iq.quantize(frames[k:k + 1]), FINN_STEPS[-1][2]))
+    np.save(work / "expected_output.npy", torch_logits[k:k + 1])
 
 
 def export(cfg: ExportConfig, log=print) -> Path:
@@ -147,6 +151,7 @@ def export(cfg: ExportConfig, log=print) -> Path:
         if not report.ok:
             bad = report.first_failure()
             raise ExportCheckFailed(f"export check failed at stage {bad.stage}: {bad.detail}")
+        _write_verification_pair(work, iq, frames, torch_logits, report.agreeing_frame())
         _publish(work, out)
     finally:
         if work.exists():

@@ -56,3 +56,10 @@ def test_disagreeing_frames_are_excused_only_with_a_tie_and_only_a_few():
     r = judge("s", many, ref, 1e-4, np.ones(8, bool))
     assert not r.ok and f"{n} of 8 frames disagree through rounding ties" in r.detail
     assert judge("s", ref.copy(), ref, 1e-4, np.ones(8, bool)).tie_frames == 0  # agreeing frames need no excuse
+
+
+def test_finn_verifies_on_a_frame_no_stage_excused():
+    from export.golden import CheckReport, StageResult
+
+    rep = CheckReport(5, [10, 11, 12, 13, 14], [StageResult("a", 0, 1, excused=[0, 1]), StageResult("b", 0, 1, excused=[2])])
+    assert rep.agreeing_frame() == 3
