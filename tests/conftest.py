@@ -1,6 +1,11 @@
 """Shared fixtures: small generated RadioML-layout files (session-scoped, generated once)."""
 from __future__ import annotations
 
+import json
+import signal
+import time
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -39,3 +44,30 @@ def write_layout(path, n_per_block=2, x_dtype="<f4", mutate=None):
             if v is not None:
                 f.create_dataset(k, data=v)
     return path
+
+
+STAGES = ["qonnx", "qcdq_ort", "finn/qonnx_to_finn", "finn/to_4d", "finn/streamline", "finn/channels_last"]
+
+
+def assert_every_stage_agrees(export_dir) -> dict:
+    """An export's report: every stage at 100% top-1, logits within 1e-3, FINN integers exact."""
+    rep = json.loads((Path(export_dir) / "export_report.json").read_text())
+    assert rep["ok"] and [s["stage"] for s in rep["stages"]] == STAGES
+    for s in rep["stages"]:
+        assert s["top1_agreement"] == 1.0 and s["max_abs_diff"] < 1e-3, s
+        if s["stage"].startswith("finn/"):
+            assert s["integer_exact"] is True, s
+    return rep
+
+
+def kill_at_epoch(proc, checkpoint: Path, epoch: int, timeout: float = 300) -> None:
+    """SIGKILL a training process once its checkpoint has reached `epoch` (a crash mid-run)."""
+    from train import checkpoint as ckpt
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if checkpoint.exists() and ckpt.load_checkpoint(checkpoint)["state"]["epoch"] >= epoch:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()

@@ -14,12 +14,12 @@ from radioml.classes import FRAME_LENGTH
 from radioml.dataset import RadioMLFile
 from train.cost import model_cost
 from train.model import ModelConfig, build_vgg10
+from tests.conftest import assert_every_stage_agrees
 
 INPUT_BITS = 5
 W = (2, 3, 4, 5, 6, 7, 8, 3, 4, 5)  # 7 convs, then the 3 dense layers
 A = (2, 3, 4, 5, 6, 7, 8, 3, 4)  # after each conv block and each hidden dense layer
 MIXED = ModelConfig(input_bits=INPUT_BITS, conv_filters=8, dense_units=16, layer_weight_bits=W, layer_act_bits=A)
-STAGES = ["qonnx", "qcdq_ort", "finn/qonnx_to_finn", "finn/to_4d", "finn/streamline", "finn/channels_last"]
 
 
 def _weight_layers(model):
@@ -127,12 +127,7 @@ def test_save_and_load_keep_the_per_layer_bits(mixed_run, train_frames):
 def test_mixed_model_exports_with_every_check(exported, mixed_run):
     from qonnx.core.modelwrapper import ModelWrapper
 
-    rep = json.loads((exported / "export_report.json").read_text())
-    assert rep["ok"] and [s["stage"] for s in rep["stages"]] == STAGES
-    for s in rep["stages"]:
-        assert s["top1_agreement"] == 1.0 and s["max_abs_diff"] < 1e-3, s
-        if s["stage"].startswith("finn/"):
-            assert s["integer_exact"] is True, s
+    rep = assert_every_stage_agrees(exported)
     io = json.loads((exported / "io.json").read_text())
     assert io["input_dtype"] == f"INT{INPUT_BITS}" and io["input_quant"]["bits"] == INPUT_BITS
     assert io["model_config"]["layer_weight_bits"] == list(W) and io["model_config"]["layer_act_bits"] == list(A)

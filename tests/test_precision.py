@@ -1,15 +1,14 @@
 """The precision search (train/precision.py): feedback and rollback on bit widths, resume, Table 3."""
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
 
 from radioml.classes import FRAME_LENGTH
+from tests.conftest import kill_at_epoch
 from train import checkpoint as ckpt
 from train import loop
 from train.config import TrainConfig
@@ -151,13 +150,7 @@ def test_killed_precision_search_resumes_to_the_same_result(tmp_path, tiny_file)
     run = tmp_path / "killed"
     p = _train(run, tiny_file, *args, wait=False)
     ck = run / "checkpoint.pt"
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        if ck.exists() and ckpt.load_checkpoint(ck)["state"]["epoch"] >= 2:
-            break
-        time.sleep(0.2)
-    p.send_signal(signal.SIGKILL)
-    p.wait()
+    kill_at_epoch(p, ck, 2)
     c = ckpt.load_checkpoint(ck)
     assert not c["state"]["done"] and c["current"]["model_cfg"]["layer_weight_bits"] is not None  # killed mid-search
     _train(run, tiny_file, *args)

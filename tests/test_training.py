@@ -1,14 +1,13 @@
 """The training loop on a tiny generated file: FMP run, rollback, resume after a kill, outputs."""
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
 
+from tests.conftest import kill_at_epoch
 from train import checkpoint as ckpt
 from train.masks import init_masks, prune_by
 from train.model import ModelConfig, build_vgg10, prunable_layers
@@ -101,13 +100,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, tiny_file):
     run = tmp_path / "killed"
     p = run_train(tmp_path, run, tiny_file, *args, wait=False)
     ck = run / "checkpoint.pt"
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        if ck.exists() and ckpt.load_checkpoint(ck)["state"]["epoch"] >= 2:
-            break
-        time.sleep(0.2)
-    p.send_signal(signal.SIGKILL)
-    p.wait()
+    kill_at_epoch(p, ck, 2)
     c = ckpt.load_checkpoint(ck)
     assert not c["state"]["done"]
     masks = {k: v for k, v in c["current"]["model"].items() if k.endswith("weight_mask")}
