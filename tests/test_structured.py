@@ -156,6 +156,17 @@ def test_hybrid_without_any_good_model_just_stops():
     assert kinds == ["keep", "keep", "stop"] and s.done
 
 
+def _train_fmp(run, data, filters: int, dense: int, structure: str) -> None:
+    """Two FMP steps of `structure` at floor 0 on a small VGG10, by the CLI."""
+    cmd = [sys.executable, "-m", "train", "--data.path", str(data), "--run_dir", str(run),
+           "--model.conv_filters", str(filters), "--model.dense_units", str(dense), "--optim.batch_size", "128",
+           "--data.val_fraction", "0.3", "--threads", "1", "--prune.strategy", "fmp", "--prune.structure", structure,
+           "--prune.floor", "0", "--prune.max_rounds", "2", "--optim.epochs_per_round", "1",
+           "--prune.cost_every_round", "false"]
+    r = subprocess.run(cmd, env={**os.environ, "PYTHONPATH": os.getcwd()}, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+
+
 def test_structured_run_exports_with_every_check_and_builds(tmp_path, tiny_file, small_file):
     from build.config import BuildConfig
     from build.flow import build
@@ -164,13 +175,7 @@ def test_structured_run_exports_with_every_check_and_builds(tmp_path, tiny_file,
     from train.saved_model import load_model
 
     run = tmp_path / "filters"
-    cmd = [sys.executable, "-m", "train", "--data.path", str(tiny_file), "--run_dir", str(run),
-           "--model.conv_filters", "32", "--model.dense_units", "64", "--optim.batch_size", "128",
-           "--data.val_fraction", "0.3", "--threads", "1", "--prune.strategy", "fmp", "--prune.structure", "filters",
-           "--prune.floor", "0", "--prune.max_rounds", "2", "--optim.epochs_per_round", "1",
-           "--prune.cost_every_round", "false"]
-    r = subprocess.run(cmd, env={**os.environ, "PYTHONPATH": os.getcwd()}, capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, r.stderr[-3000:]
+    _train_fmp(run, tiny_file, 32, 64, "filters")
     m = json.loads((run / "metrics.json").read_text())
     assert m["structure"] == "filters" and m["widths"] == {"conv": [20] * 7, "dense": [40, 40]}  # 32 -> 24 -> 20
     saved = torch.load(run / "model.pt", weights_only=True)
@@ -202,13 +207,7 @@ def test_structured_run_exports_with_every_check_and_builds(tmp_path, tiny_file,
 
 def test_hybrid_run_prunes_filters_then_weights_and_saves_the_narrow_model(tmp_path, tiny_file):
     run = tmp_path / "hybrid"
-    cmd = [sys.executable, "-m", "train", "--data.path", str(tiny_file), "--run_dir", str(run),
-           "--model.conv_filters", "16", "--model.dense_units", "32", "--optim.batch_size", "128",
-           "--data.val_fraction", "0.3", "--threads", "1", "--prune.strategy", "fmp", "--prune.structure", "hybrid",
-           "--prune.floor", "0", "--prune.max_rounds", "2", "--optim.epochs_per_round", "1",
-           "--prune.cost_every_round", "false"]
-    r = subprocess.run(cmd, env={**os.environ, "PYTHONPATH": os.getcwd()}, capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, r.stderr[-3000:]
+    _train_fmp(run, tiny_file, 16, 32, "hybrid")
     m = json.loads((run / "metrics.json").read_text())
     actions = [h["action"] for h in m["history"]]
     # 2 filter prunes, max_rounds ends the filter phase (rollback to its last good model), 2 unstructured prunes

@@ -234,10 +234,7 @@ class Run:
     def _install(self, model_cfg: ModelConfig) -> None:
         """A model built for `model_cfg`, with a new optimizer and LR scheduler, in place of the live
         ones (their state comes next, from a snapshot: the parameters correspond one to one)."""
-        self.model = init_masks(build_vgg10(model_cfg)).to(self.device)
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=self.cfg.optim.lr)
-        self.lr_sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            self.opt, mode="min", factor=self.cfg.optim.plateau_factor, patience=self.cfg.optim.plateau_patience)
+        self.model, self.opt, self.lr_sched = _model_and_optimizers(model_cfg, self.cfg, self.device)
         self.model_cfg = model_cfg
 
     def rebuild(self, model_cfg: ModelConfig) -> None:
@@ -411,6 +408,15 @@ class Run:
         _barrier(self.dist)
 
 
+def _model_and_optimizers(model_cfg: ModelConfig, cfg: TrainConfig, device):
+    """A masked model built for `model_cfg`, its Adam and its ReduceLROnPlateau, as the run configures them."""
+    model = init_masks(build_vgg10(model_cfg)).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr)
+    lr_sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        opt, mode="min", factor=cfg.optim.plateau_factor, patience=cfg.optim.plateau_patience)
+    return model, opt, lr_sched
+
+
 def _new_run(cfg: TrainConfig) -> Run:
     """Seeded model, optimizer, schedulers and data of a fresh run (before any resume)."""
     d, device = _init_dist(cfg.device)
@@ -421,10 +427,7 @@ def _new_run(cfg: TrainConfig) -> Run:
     np.random.seed(cfg.seed)
     ds = RadioMLFile(cfg.data.path, cfg.data.cache_dir)
     splits = _splits(ds, cfg)
-    model = init_masks(build_vgg10(cfg.model)).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr)
-    lr_sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        opt, mode="min", factor=cfg.optim.plateau_factor, patience=cfg.optim.plateau_patience)
+    model, opt, lr_sched = _model_and_optimizers(cfg.model, cfg, device)
     pruner = make_scheduler(cfg.prune.strategy, cfg.prune, cfg.optim.epochs_per_round, cfg.precision)
     return Run(cfg, d, device, ds, splits, model, opt, lr_sched, pruner)
 
