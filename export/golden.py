@@ -85,17 +85,20 @@ def _exec(model, x: np.ndarray, full: bool = False):
     return ctx if full else ctx[model.graph.output[0].name]
 
 
+def _activation_quants(model, ctx):
+    """(node name, input / scale, output / scale) of every activation Quant node, the input's first."""
+    for n in model.graph.node:
+        if n.op_type == "Quant" and model.get_initializer(n.input[0]) is None:
+            scale = ctx[n.input[1]] if n.input[1] in ctx else model.get_initializer(n.input[1])
+            yield n.name, ctx[n.input[0]] / scale, ctx[n.output[0]] / scale
+
+
 def _activation_ints_qonnx(model, ctx) -> list[tuple[str, np.ndarray]]:
     """Integer activations of the QONNX graph: outputs of activation Quant nodes / scale, in order.
 
     The first activation quantiser (the input's) is skipped: the FINN graphs take its integers as input.
     """
-    out = []
-    for n in model.graph.node:
-        if n.op_type == "Quant" and model.get_initializer(n.input[0]) is None:
-            scale = ctx[n.input[1]] if n.input[1] in ctx else model.get_initializer(n.input[1])
-            out.append((n.name, ctx[n.output[0]] / scale))
-    return out[1:]
+    return [(name, ints) for name, _, ints in _activation_quants(model, ctx)][1:]
 
 
 TIE_STEPS = 1e-5  # |x / scale - (k + 0.5)| below this is a rounding tie (float32 noise: ~1e-6 steps)
@@ -104,13 +107,7 @@ MAX_TIE_FRAMES = 1 / 3  # most frames a stage may have excused by ties
 
 def _activation_ties(model, ctx) -> list[np.ndarray]:
     """Per activation Quant (the input's first): where its input sits on a rounding boundary."""
-    out = []
-    for n in model.graph.node:
-        if n.op_type == "Quant" and model.get_initializer(n.input[0]) is None:
-            scale = ctx[n.input[1]] if n.input[1] in ctx else model.get_initializer(n.input[1])
-            v = ctx[n.input[0]] / scale
-            out.append(np.abs(v - np.floor(v) - 0.5) < TIE_STEPS)
-    return out
+    return [np.abs(v - np.floor(v) - 0.5) < TIE_STEPS for _, v, _ in _activation_quants(model, ctx)]
 
 
 def _activation_ints_finn(model, ctx) -> list[tuple[str, np.ndarray]]:
