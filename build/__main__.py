@@ -28,6 +28,15 @@ def main(argv=None) -> int:
     p.add_argument("--folding", default=d.folding,
                    help="search (fewest estimated LUTs meeting the target), finn (FINN's target_fps), "
                         "or a folding JSON path (default: %(default)s)")
+    p.add_argument("--verify-frames", type=int, default=None,
+                   help="check frames of the export the folded graph is verified on, node by node (default: all)")
+    p.add_argument("--cppsim", action="store_true",
+                   help="also verify the folded graph with FINN's C++ simulation of every HLS layer (needs "
+                        "finn-hlslib and Vitis HLS' headers, e.g. in the Docker image; skipped, with a message, "
+                        "where they are missing)")
+    p.add_argument("--no-finn-verify", dest="finn_verify", action="store_false",
+                   help="with --bitfile: skip FINN's folded-cppsim and stitched-IP rtlsim verification steps "
+                        "(they run by default, before synthesis)")
     p.add_argument("--codegen", action="store_true", help="also generate HLS/RTL sources (step_hw_codegen)")
     p.add_argument("--bitfile", action="store_true", help="continue to a bitfile (needs Vivado: use docker/)")
     p.add_argument("--force", action="store_true", help="replace an existing build directory")

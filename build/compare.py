@@ -70,17 +70,20 @@ def hardware_row(row: dict, metrics: dict, at_target: dict, at_max: dict) -> dic
         "target_fps": at_target["target_fps"], "meets_target": at_target["meets_target"],
         "fits_at_target": at_target["fits"], "max_fps": at_max["estimated_fps"],
         "lut_at_max": at_max["resources"]["LUT"], "lut_util_at_max": at_max["utilisation"]["LUT"],
+        "folded_verified": all(b["folded_verification"]["ok"] for b in (at_target, at_max)),
+        "verified_frames": min(b["folded_verification"]["frames"] for b in (at_target, at_max)),
     }
 
 
 def table(rows: list[dict], board: str, target_fps: int, util_cap: float) -> str:
     head = ("strategy", "conv / dense widths", "test acc", "cost", "weights", f"LUT @{target_fps:,}/s",
-            "BRAM18", "DSP", f"max frames/s (<= {util_cap:.0%})", "LUT @max")
+            "BRAM18", "DSP", f"max frames/s (<= {util_cap:.0%})", "LUT @max", "folded graph")
     lines = [head]
     for r in rows:
         lines.append((r["strategy"], r["widths"], f"{r['accuracy']:.4f}", f"{r['cost']:.4f}", f"{r['weights_kept']:,}",
                       f"{r['lut']:,.0f}" + ("" if r["meets_target"] else " (target not met)"),
-                      f"{r['bram_18k']:,.0f}", f"{r['dsp']:,.0f}", f"{r['max_fps']:,.0f}", f"{r['lut_at_max']:,.0f}"))
+                      f"{r['bram_18k']:,.0f}", f"{r['dsp']:,.0f}", f"{r['max_fps']:,.0f}", f"{r['lut_at_max']:,.0f}",
+                      f"bit-exact ({r['verified_frames']} frames)" if r["folded_verified"] else "DIVERGES"))
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(head))]
     fmt = lambda line: "  ".join(str(c).rjust(w) for c, w in zip(line, widths))  # noqa: E731
     return "\n".join([f"FINN estimates on {board}"] + [fmt(lines[0]), fmt(["-" * w for w in widths])]

@@ -4,21 +4,33 @@ Starts from `model_finn_streamlined.onnx` (export already ran QONNX->FINN, the 1
 fixes and streamlining, each checked against PyTorch) and runs FINN's own builder
 steps: convert to HW layers (+ finn-plus's conv1d.step_convert_final_layers for the
 final scale/bias), dataflow partition, specialise layers, folding (our LUT-minimal
-search, FINN's target_fps, or a folding JSON), minimise bit widths, estimate
-reports, and on request HLS/RTL code generation. FINN's verify_step checks the
-streamlined and the HW-layer graphs against expected_output.npy in Python
-execution; specialised layers only simulate with Vivado/Vitis (cppsim/rtlsim).
+search, FINN's target_fps, or a folding JSON, each checked against FINN's folding
+rules: build/folding_rules.py), minimise bit widths, then the verification of the
+folded graph on the export's check frames (build/verify_folded.py: the graph the
+hardware is generated from, node by node), estimate reports, and on request HLS/RTL
+code generation. FINN's verify_step checks the streamlined and the HW-layer graphs
+against expected_output.npy in Python execution; with --cppsim the HLS layers of the
+folded graph also run FINN's C++ simulation where finn-hlslib and Vitis HLS exist, and
+the --bitfile flow runs FINN's folded cppsim and stitched-IP rtlsim verification.
 Everything needing Xilinx tools (IP generation, synthesis, bitfile) runs in the
 Docker image of docker/ and fails here with a message naming the missing tool.
 """
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from qonnx.transformation.base import Transformation
+
+from radioml.atomic import write_json
+from radioml.quant import InputQuant
 
 from .boards import Board, board
 from .config import BuildConfig
@@ -32,6 +44,7 @@ class Ctx:
     work: Path
     dcfg: object = None  # finn DataflowBuildConfig
     notes: dict = field(default_factory=dict)
+    log: Callable = print
     target_fps: float = field(init=False)  # cfg.target_fps, or the rate found by --max-fps
 
     def __post_init__(self):
@@ -42,46 +55,70 @@ class Ctx:
         return self.cfg.clock_ns or self.board.clock_ns
 
 
+def finn_verify_steps(cfg: BuildConfig) -> list:
+    """FINN's own verification steps a build turns on: the streamlined graph always; with --bitfile
+    (unless --no-finn-verify) the folded graph in cppsim and the stitched IP in rtlsim, which
+    run before synthesis, so a mismatch shows before hours of it."""
+    from finn.builder.build_dataflow_config import VerificationStepType as V
+
+    steps = [V.STREAMLINED_PYTHON]
+    if cfg.bitfile and cfg.finn_verify:
+        steps += [V.FOLDED_HLS_CPPSIM, V.STITCHED_IP_RTLSIM]
+    return steps
+
+
 def _dataflow_cfg(ctx: Ctx):
-    from finn.builder.build_dataflow_config import DataflowBuildConfig, DataflowOutputType, VerificationStepType
+    from finn.builder.build_dataflow_config import DataflowBuildConfig, DataflowOutputType
 
     b = ctx.board
     return DataflowBuildConfig(
         output_dir=str(ctx.work), synth_clk_period_ns=ctx.clock_ns, fpga_part=b.part, board=b.name,
         target_fps=ctx.cfg.target_fps, generate_outputs=[DataflowOutputType.ESTIMATE_REPORTS],
-        verify_steps=[VerificationStepType.STREAMLINED_PYTHON],
+        verify_steps=finn_verify_steps(ctx.cfg),
         verify_input_npy=str(ctx.work / "input.npy"), verify_expected_output_npy=str(ctx.work / "expected_output.npy"),
         save_intermediate_models=True, mvau_wwidth_max=1024)
+
+
+def _check_finn_verification(ctx: Ctx, name: str) -> None:
+    """FINN's verify_step logs a failure and carries on: a FAIL result file (or none) fails the build."""
+    out = Path(ctx.dcfg.get_verification_output_directory())
+    results = sorted(p.name for p in out.glob(f"verify_{name}_*"))
+    if not results or any("FAIL" in r for r in results):
+        raise RuntimeError(f"FINN verification '{name}' failed against expected_output.npy ({results})")
+    ctx.notes.setdefault("verification", {})[name] = "SUCCESS"
 
 
 def _verify(model, ctx: Ctx, name: str):
     from finn.builder.build_dataflow_steps import verify_step
 
     verify_step(model, ctx.dcfg, name, need_parent=False)
-    out = Path(ctx.dcfg.get_verification_output_directory())
-    results = sorted(p.name for p in out.glob(f"verify_{name}_*"))
-    if not results or any("FAIL" in r for r in results):
-        raise RuntimeError(f"FINN verification '{name}' failed against expected_output.npy ({results})")
-    ctx.notes.setdefault("verification", {})[name] = "SUCCESS"
+    _check_finn_verification(ctx, name)
     return model
+
+
+EXPORT_FILES = ["model_finn_streamlined.onnx", "input.npy", "expected_output.npy", "io.json", "golden.npz",
+                "export_report.json"]
+
+
+def check_export_dir(src: Path) -> None:
+    missing = [n for n in EXPORT_FILES if not (Path(src) / n).exists()]
+    if missing:
+        raise ValueError(f"{src}: not an export directory (missing {', '.join(missing)}); run python -m export.to_finn")
 
 
 def step_load(_, ctx: Ctx):
     from qonnx.core.modelwrapper import ModelWrapper
 
     src = Path(ctx.cfg.export_dir)
-    need = ["model_finn_streamlined.onnx", "input.npy", "expected_output.npy", "io.json"]
-    missing = [n for n in need if not (src / n).exists()]
-    if missing:
-        raise ValueError(f"{src}: not an export directory (missing {', '.join(missing)}); run python -m export.to_finn")
-    for n in need[1:]:
+    check_export_dir(src)
+    for n in EXPORT_FILES[1:4]:
         shutil.copy(src / n, ctx.work / n)
     ctx.dcfg = _dataflow_cfg(ctx)
     model = ModelWrapper(str(src / "model_finn_streamlined.onnx"))
     return _verify(model, ctx, "streamlined_python")
 
 
-def step_to_hw(model, ctx: Ctx):
+def step_to_hw_unverified(model, ctx: Ctx):
     from finn.builder.build_dataflow_steps import step_convert_to_hw
     from finn.builder.custom_step_library.conv1d import step_convert_final_layers
 
@@ -89,7 +126,11 @@ def step_to_hw(model, ctx: Ctx):
     non_hw = [n.op_type for n in model.graph.node if n.domain != "finn.custom_op.fpgadataflow"]
     if non_hw:
         raise RuntimeError(f"layers left without a HW implementation: {sorted(set(non_hw))}")
-    return _verify(model, ctx, "hw_layers_python")
+    return model
+
+
+def step_to_hw(model, ctx: Ctx):
+    return _verify(step_to_hw_unverified(model, ctx), ctx, "hw_layers_python")
 
 
 def step_partition(model, ctx: Ctx):
@@ -131,23 +172,138 @@ def step_folding(model, ctx: Ctx):
             else:
                 target = int(1e9 / ctx.clock_ns / ctx.cfg.target_fps)
                 choices = choose(cands, target)
-            path = write_folding(choices, ctx.work / "folding_config.json")
+            write_folding(choices, ctx.work / "folding_config.json")
             ctx.notes["folding_search"] = {"target_cycles": target, "met": all(c.meets for c in choices),
                                            "unmet_layers": [c.node for c in choices if not c.meets]}
         else:
-            path = Path(mode)
-            if not path.is_file():
-                raise ValueError(f"{path}: no such folding JSON")
-            shutil.copy(path, ctx.work / "folding_config.json")
+            write_json(ctx.work / "folding_config.json", read_folding_json(mode))
         ctx.dcfg.folding_config_file = str(ctx.work / "folding_config.json")
         model = step_apply_folding_config(model, ctx.dcfg)
+    refuse_rule_breaking_folding(model, f"the {mode} folding" if mode in ("search", "finn") else mode)
     return model
 
 
 def step_minimize(model, ctx: Ctx):
+    from finn.builder.build_dataflow_config import VerificationStepType
     from finn.builder.build_dataflow_steps import step_minimize_bit_width
 
-    return step_minimize_bit_width(model, ctx.dcfg)
+    model = step_minimize_bit_width(model, ctx.dcfg)
+    if VerificationStepType.FOLDED_HLS_CPPSIM in ctx.dcfg.verify_steps:
+        _check_finn_verification(ctx, "folded_hls_cppsim")
+    return model
+
+
+def step_verify_folded(model, ctx: Ctx):
+    """The folded, specialised graph on the export's check frames, node by node (build/verify_folded.py);
+    with --cppsim its HLS layers also in FINN's C++ simulation, where the tools exist."""
+    from .verify_folded import cppsim_missing, prepare_cppsim, verify_folded
+
+    ints, torch_logits, ties, streamlined = _check_frames(ctx)
+    res = verify_folded(model, streamlined, ints, torch_logits, ties, progress=_progress(ctx, "python"))
+    ctx.notes["folded_verification"] = res.to_dict()
+    if not res.ok:
+        raise FoldedGraphDiverges(f"the folded dataflow graph diverges from the checked export on {res.frames} "
+                                  f"check frames: {res.detail}")
+    ctx.log(f"  folded graph bit-exact with the streamlined export graph on {res.frames} check frames "
+            f"(every node against FINN's Python reference; top-1 {res.torch['top1_agreement']:.0%} with PyTorch)")
+    if ctx.cfg.cppsim:
+        missing = cppsim_missing()
+        if missing:
+            ctx.notes["cppsim"] = {"ran": False, "missing": missing}
+            ctx.log("  cppsim skipped: it needs " + "; ".join(missing))
+        else:
+            ctx.log("  cppsim: compiling every HLS layer (about half a minute each)")
+            res = verify_folded(prepare_cppsim(copy.deepcopy(model)), streamlined, ints, torch_logits, ties,
+                                cppsim=True, progress=_progress(ctx, "cppsim"))
+            ctx.notes["cppsim"] = {"ran": True, **res.to_dict()}
+            if not res.ok:
+                raise FoldedGraphDiverges(f"cppsim of the folded graph diverges on {res.frames} check frames: "
+                                          f"{res.detail}")
+    return model
+
+
+def _progress(ctx: Ctx, what: str):
+    def show(done, total):
+        if done == total or done % 8 == 0:
+            ctx.log(f"  verifying the folded graph ({what}): {done}/{total} frames")
+    return show
+
+
+def _check_frames(ctx: Ctx):
+    """(integer frames in the graph's input layout, PyTorch logits, rounding-tie frames the export excused,
+    the streamlined graph) from the export directory."""
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    from export.steps import FINN_STEPS, to_layout
+
+    src = Path(ctx.cfg.export_dir)
+    io = json.loads((src / "io.json").read_text())
+    g = np.load(src / "golden.npz")
+    frames, torch_logits = g["frames"], g["torch_logits"]
+    if ctx.cfg.verify_frames:
+        frames, torch_logits = frames[:ctx.cfg.verify_frames], torch_logits[:ctx.cfg.verify_frames]
+    rep = json.loads((src / "export_report.json").read_text())
+    excused = set(next(s for s in rep["stages"] if s["stage"] == f"finn/{FINN_STEPS[-1][0]}")["excused"])
+    ties = np.array([k in excused for k in range(len(frames))])
+    ints = to_layout(InputQuant(**io["input_quant"]).quantize(frames), FINN_STEPS[-1][2])
+    return ints, torch_logits, ties, ModelWrapper(str(src / "model_finn_streamlined.onnx"))
+
+
+class FoldedGraphDiverges(RuntimeError):
+    """The folded graph the hardware is generated from does not compute what the export checked."""
+
+
+def read_folding_json(path) -> dict:
+    """A folding JSON as FINN's ApplyConfig reads it (node name -> {attribute: value}, optional Defaults)."""
+    path = Path(path)
+    try:
+        cfg = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: not a readable folding JSON ({e})") from None
+    if not isinstance(cfg, dict) or not all(isinstance(v, dict) for v in cfg.values()):
+        raise ValueError(f"{path}: a folding JSON maps node names to attribute dicts")
+    return cfg
+
+
+def apply_folding_json(model, cfg: dict, where: str):
+    """The model with a folding JSON applied by FINN's ApplyConfig; unknown nodes or attributes refused."""
+    from finn.transformation.general import ApplyConfig
+
+    names = {n.name for n in model.graph.node}
+    unknown = sorted(k for k in cfg if k != "Defaults" and k not in names)
+    if unknown:
+        raise ValueError(f"{where}: no node named {', '.join(unknown[:5])}{' ...' if len(unknown) > 5 else ''} in "
+                         f"this graph (its layers: {', '.join(n.name for n in model.graph.node[:4])}, ...)")
+    try:
+        return copy.deepcopy(model).transform(ApplyConfig(cfg))
+    except (AttributeError, AssertionError, ValueError, TypeError) as e:
+        raise ValueError(f"{where}: {e}") from None
+
+
+def refuse_rule_breaking_folding(model, where: str) -> None:
+    from .folding_rules import violations
+
+    bad = violations(model)
+    if bad:
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise ValueError(f"{where}: {bad[0]}{more}")
+
+
+def check_folding_file(cfg: BuildConfig, log) -> None:
+    """A --folding FILE checked against FINN's rules on the graph it will fold, before any build step:
+    the export's graph taken through the conversion steps in memory (a few seconds)."""
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    fold = read_folding_json(cfg.folding)
+    log(f"checking {cfg.folding} against FINN's folding rules")
+    with tempfile.TemporaryDirectory(prefix=".folding-check") as tmp:
+        ctx = Ctx(cfg, board(cfg.board), Path(tmp), log=lambda *_: None)
+        ctx.dcfg = _dataflow_cfg(ctx)
+        ctx.dcfg.verify_steps = []
+        model = ModelWrapper(str(Path(cfg.export_dir) / "model_finn_streamlined.onnx"))
+        for step in (step_to_hw_unverified, step_partition, step_specialize):
+            model = step(model, ctx)
+        refuse_rule_breaking_folding(apply_folding_json(model, fold, cfg.folding), cfg.folding)
 
 
 def step_estimates(model, ctx: Ctx):
@@ -173,7 +329,7 @@ def step_bitfile(model, ctx: Ctx):
     require_vivado("bitfile generation (step_hw_ipgen .. step_synthesize_bitfile)")
     refuse_runtime_weights(model)
     import finn.builder.build_dataflow_steps as S
-    from finn.builder.build_dataflow_config import DataflowOutputType, ShellFlowType
+    from finn.builder.build_dataflow_config import DataflowOutputType, ShellFlowType, VerificationStepType
 
     alveo = ctx.board.shell == "vitis_alveo"
     if alveo:
@@ -186,6 +342,8 @@ def step_bitfile(model, ctx: Ctx):
                           DataflowOutputType.DEPLOYMENT_PACKAGE]
     for step in BITFILE_STEPS:
         model = getattr(S, step)(model, d)
+        if step == "step_create_stitched_ip" and VerificationStepType.STITCHED_IP_RTLSIM in d.verify_steps:
+            _check_finn_verification(ctx, "stitched_ip_rtlsim")
     return model
 
 
@@ -222,7 +380,8 @@ def require_alveo_platform(platform: str) -> None:
                                 f"{os.environ.get('XILINX_XRT') or 'unset'})")
 
 
-DEFAULT_STEPS = [step_load, step_to_hw, step_partition, step_specialize, step_folding, step_minimize, step_estimates]
+DEFAULT_STEPS = [step_load, step_to_hw, step_partition, step_specialize, step_folding, step_minimize,
+                 step_verify_folded, step_estimates]
 
 
 def build(cfg: BuildConfig, steps=None, log=print) -> Path:
@@ -244,8 +403,12 @@ def build(cfg: BuildConfig, steps=None, log=print) -> Path:
         steps.append(step_bitfile)
     if cfg.bitfile:  # fail before hours of work, not after
         require_vivado("bitfile generation (step_hw_ipgen .. step_synthesize_bitfile)")
+    if cfg.folding not in ("search", "finn"):
+        check_export_dir(Path(cfg.export_dir))
+        prepare()
+        check_folding_file(cfg, log)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp", dir=out.parent))
-    ctx = Ctx(cfg, b, work)
+    ctx = Ctx(cfg, b, work, log=log)
     (work / "intermediate_models").mkdir()
     outer_build_dir = os.environ.get("FINN_BUILD_DIR")
     prepare(work / FINN_BUILD_SUBDIR)  # FINN's generated code and Vivado projects stay with the build
@@ -257,6 +420,7 @@ def build(cfg: BuildConfig, steps=None, log=print) -> Path:
             model = step(model, ctx)
             model.save(str(work / "intermediate_models" / f"{i:02d}_{step.__name__}.onnx"))
         step = None
+        model = model.transform(RebasePaths(str(work), str(out.resolve())))  # where its code lives once published
         model.save(str(work / "model_dataflow.onnx"))
         rep = build_report(model, ctx)
         (work / "build_report.json").write_text(json.dumps(rep, indent=1))
@@ -282,6 +446,24 @@ def build(cfg: BuildConfig, steps=None, log=print) -> Path:
 
 
 FINN_BUILD_SUBDIR = "finn_build"
+
+
+class RebasePaths(Transformation):
+    """Node attributes naming files under `old` (code_gen_dir_*, ip_path, ...) renamed to under `new`:
+    the work directory is renamed into place when the build ends."""
+
+    def __init__(self, old: str, new: str):
+        super().__init__()
+        self.old, self.new = old.rstrip("/") + "/", new.rstrip("/") + "/"
+
+    def apply(self, model):
+        from onnx import AttributeProto
+
+        for node in model.graph.node:
+            for a in node.attribute:
+                if a.type == AttributeProto.STRING and a.s.decode().startswith(self.old):
+                    a.s = (self.new + a.s.decode()[len(self.old):]).encode()
+        return model, False
 
 
 class BuildFailed(RuntimeError):

@@ -1,16 +1,19 @@
-"""Folding search: for a target frame rate, the folding with the fewest estimated LUTs that meets it.
+"""Folding search: for a target frame rate, the legal folding with the fewest estimated LUTs that meets it.
 
 A FINN dataflow pipeline runs at the pace of its slowest layer, so the frame rate is
 clock / max(cycles per layer). The constraint "every layer within C cycles" is
-therefore separable: choosing, for each layer alone, its cheapest (PE, SIMD) among
-those within C cycles minimises the total LUT estimate exactly. Candidates are all
-divisor pairs of each layer's folding dimensions; cycles and LUTs come from FINN's
-own per-node estimates (the same numbers as its estimate reports).
+therefore separable into folding units: a unit is one layer, or a depthwise
+sliding-window generator together with the Pool/VVAU it feeds, which must share one
+parallelism (build/folding_rules.py has every rule). Choosing, for each unit alone, its
+cheapest legal setting within C cycles minimises the total LUT estimate exactly.
+Candidates are the divisor settings FINN's own SetFolding explores, each kept only if
+it breaks none of FINN's rules; cycles and LUTs come from FINN's own per-node estimates
+(the same numbers as its estimate reports).
 The result is written as a FINN folding JSON the user can edit and feed back.
 
 The same separability gives the highest frame rate that fits a part: the total LUT
 (and BRAM, DSP) of the cheapest folding within C cycles only grows as C shrinks, so a
-bisection over the layers' own cycle counts finds the smallest C whose folding fits
+bisection over the units' own cycle counts finds the smallest C whose folding fits
 under a utilisation cap (`max_rate`).
 """
 from __future__ import annotations
@@ -20,44 +23,110 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from .folding_rules import base_type, depthwise_consumer, folding_dims, is_hw_node, node_violations, pair_violations
+
 
 def _divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
-def _space(op) -> list[dict]:
-    """Folding settings a node may take (FINN's own constraints: divisors)."""
-    t = op.onnx_node.op_type
-    if t.startswith("MVAU") or t.startswith("VVAU"):
-        mh, mw = op.get_nodeattr("MH"), op.get_nodeattr("MW")
-        return [{"PE": pe, "SIMD": simd} for pe, simd in itertools.product(_divisors(mh), _divisors(mw))]
-    if t.startswith("ConvolutionInputGenerator"):
-        c = op.get_nodeattr("IFMChannels")
-        return [{"SIMD": s, "parallel_window": 0} for s in _divisors(c)] + [{"SIMD": c, "parallel_window": 1}]
-    attrs = op.get_nodeattr_types()
-    channels = next((op.get_nodeattr(k) for k in ("NumChannels", "Channels") if k in attrs), None)
-    if channels is None:
-        channels = int(op.get_normal_output_shape()[-1])
-    for attr in ("SIMD", "PE"):
-        if attr in attrs:
-            return [{attr: d} for d in _divisors(channels)]
-    return [{}]
+def _node_space(op) -> list[dict]:
+    """Folding settings one layer may take on its own (the divisors SetFolding explores)."""
+    t = base_type(op.onnx_node.op_type)
+    dims = folding_dims(op)
+    if t == "MVAU":
+        return [{"PE": pe, "SIMD": simd} for pe, simd in itertools.product(_divisors(dims["PE"]),
+                                                                          _divisors(dims["SIMD"]))]
+    if t == "ConvolutionInputGenerator":
+        c = dims["SIMD"]
+        space = [{"SIMD": s} for s in _divisors(c)]
+        if op.onnx_node.op_type.endswith("_rtl"):
+            space = [dict(s, parallel_window=0) for s in space] + [{"SIMD": c, "parallel_window": 1}]
+        return space
+    return [dict(zip(dims, values)) for values in itertools.product(*(_divisors(d) for d in dims.values()))] or [{}]
 
 
-def _estimate(op, setting: dict, part: str) -> tuple[int, float, float, float]:
-    for k, v in setting.items():
-        op.set_nodeattr(k, v)
-    cycles = int(op.get_exp_cycles())
-    lut = float(op.lut_estimation(part))
-    bram = float(op.bram_estimation(part))
-    dsp = float(op.dsp_estimation(part)) if hasattr(op, "dsp_estimation") else 0.0
+def _pair_space(swg_op, cons_op) -> list[dict]:
+    """Joint settings of a depthwise generator and its consumer: SIMD = PE, parallel_window as FINN sets it."""
+    swg, cons = swg_op.onnx_node, cons_op.onnx_node
+    rtl = swg.op_type.endswith("_rtl")
+    out = []
+    for pe in _divisors(folding_dims(cons_op)["PE"]):
+        simds = _divisors(folding_dims(cons_op)["SIMD"]) if base_type(cons.op_type) == "VVAU" else [None]
+        for simd in simds:
+            c = {"PE": pe} if simd is None else {"PE": pe, "SIMD": simd}
+            s = {"SIMD": pe}
+            if rtl:
+                s["parallel_window"] = int(simd is not None and simd > 1)
+            out.append({swg.name: s, cons.name: c})
+    return out
+
+
+def _apply(ops: dict, setting: dict) -> None:
+    for name, attrs in setting.items():
+        for k, v in attrs.items():
+            ops[name].set_nodeattr(k, v)
+
+
+def _estimate(ops: dict, part: str) -> tuple[int, float, float, float]:
+    """(cycles, LUT, BRAM18, DSP) of a unit: its slowest node's cycles, the sums of the rest."""
+    cycles = max(int(op.get_exp_cycles()) for op in ops.values())
+    lut = sum(float(op.lut_estimation(part)) for op in ops.values())
+    bram = sum(float(op.bram_estimation(part)) for op in ops.values())
+    dsp = sum(float(op.dsp_estimation(part)) if hasattr(op, "dsp_estimation") else 0.0 for op in ops.values())
     return cycles, lut, bram, dsp
+
+
+def units(model) -> list[tuple[dict, list[dict]]]:
+    """The graph's folding units in order: ({node name: op}, legal-or-not candidate settings)."""
+    from qonnx.custom_op.registry import getCustomOp
+
+    out, paired = [], set()
+    for node in model.graph.node:
+        if not is_hw_node(node) or node.name in paired:
+            continue
+        op = getCustomOp(node)
+        if not hasattr(op, "get_exp_cycles"):
+            continue
+        consumer = depthwise_consumer(model, node)
+        if consumer is not None:
+            cons = getCustomOp(consumer)
+            paired.add(consumer.name)
+            out.append(({node.name: op, consumer.name: cons}, _pair_space(op, cons)))
+        else:
+            out.append(({node.name: op}, [{node.name: s} for s in _node_space(op)]))
+    return out
+
+
+def _legal(ops: dict) -> bool:
+    if any(node_violations(op) for op in ops.values()):
+        return False
+    if len(ops) == 2:
+        return not pair_violations(*ops.values())
+    return True
+
+
+def candidates(model, part: str) -> dict[str, list[tuple]]:
+    """Per folding unit ('A' or 'A+B'): every legal (setting by node, cycles, LUT, BRAM18, DSP)."""
+    out = {}
+    for ops, space in units(model):
+        original = {name: {k: op.get_nodeattr(k) for k in space[0][name]} for name, op in ops.items()}
+        cands = []
+        for s in space:
+            _apply(ops, s)
+            if _legal(ops):
+                cands.append((s, *_estimate(ops, part)))
+        _apply(ops, original)
+        if not cands:
+            raise ValueError(f"{'+'.join(ops)}: no folding of this layer meets FINN's rules")
+        out["+".join(ops)] = cands
+    return out
 
 
 @dataclass
 class LayerChoice:
-    node: str
-    setting: dict
+    node: str  # the folding unit: a layer, or 'generator+pool'
+    setting: dict  # {node name: {attribute: value}}
     cycles: int
     lut: float
     bram_18k: float
@@ -65,40 +134,18 @@ class LayerChoice:
     meets: bool
 
 
-def candidates(model, part: str) -> dict[str, list[tuple]]:
-    """Per foldable node: every legal (setting, cycles, LUT, BRAM18, DSP) by FINN's estimates."""
-    from qonnx.custom_op.registry import getCustomOp
-
-    out = {}
-    for node in model.graph.node:
-        op = getCustomOp(node)
-        if not hasattr(op, "get_exp_cycles"):
-            continue
-        original = {k: op.get_nodeattr(k) for k in _space(op)[0]}
-        cands = []
-        for s in _space(op):
-            try:
-                cands.append((s, *_estimate(op, s, part)))
-            except Exception:  # noqa: BLE001 - an illegal combination for this node type
-                continue
-        for k, v in original.items():
-            op.set_nodeattr(k, v)
-        out[node.name] = cands
-    return out
-
-
 def choose(cands: dict[str, list[tuple]], target_cycles: int) -> list[LayerChoice]:
-    """Per layer, the cheapest setting within target_cycles (else the fastest one)."""
+    """Per unit, the cheapest setting within target_cycles (else the fastest one)."""
     out = []
-    for name, layer in cands.items():
-        ok = [c for c in layer if c[1] <= target_cycles]
-        best = (min(ok, key=lambda c: (c[2], c[3], c[4], c[1])) if ok else min(layer, key=lambda c: (c[1], c[2])))
+    for name, unit in cands.items():
+        ok = [c for c in unit if c[1] <= target_cycles]
+        best = (min(ok, key=lambda c: (c[2], c[3], c[4], c[1])) if ok else min(unit, key=lambda c: (c[1], c[2])))
         out.append(LayerChoice(name, best[0], best[1], best[2], best[3], best[4], bool(ok)))
     return out
 
 
 def search(model, target_cycles: int, part: str) -> list[LayerChoice]:
-    """Per layer, the cheapest setting within target_cycles (else the fastest one)."""
+    """Per unit, the cheapest legal setting within target_cycles (else the fastest one)."""
     return choose(candidates(model, part), target_cycles)
 
 
@@ -111,8 +158,8 @@ def max_rate(cands: dict[str, list[tuple]], budget: dict[str, float]) -> tuple[i
     """(smallest target cycles whose cheapest folding stays within `budget`, that folding).
 
     `budget` caps LUT, BRAM_18K and DSP. Raises ValueError when not even the slowest folding fits."""
-    levels = sorted({c[1] for layer in cands.values() for c in layer})
-    floor_cycles = max(min(c[1] for c in layer) for layer in cands.values())  # no folding is faster
+    levels = sorted({c[1] for unit in cands.values() for c in unit})
+    floor_cycles = max(min(c[1] for c in unit) for unit in cands.values())  # no folding is faster
     levels = [c for c in levels if c >= floor_cycles]
 
     def fits(cycles):
@@ -133,12 +180,18 @@ def max_rate(cands: dict[str, list[tuple]], budget: dict[str, float]) -> tuple[i
     return levels[lo], choose(cands, levels[lo])
 
 
-def write_folding(choices: list[LayerChoice], path: Path) -> Path:
+def folding_config(choices: list[LayerChoice]) -> dict:
+    """FINN's folding-config dict of a search result (node name -> attributes)."""
     cfg = {"Defaults": {}}
     for c in choices:
-        if c.setting:
-            cfg[c.node] = dict(c.setting)
-    Path(path).write_text(json.dumps(cfg, indent=2))
+        for node, attrs in c.setting.items():
+            if attrs:
+                cfg[node] = dict(attrs)
+    return cfg
+
+
+def write_folding(choices: list[LayerChoice], path: Path) -> Path:
+    Path(path).write_text(json.dumps(folding_config(choices), indent=2))
     return Path(path)
 
 

@@ -75,7 +75,9 @@ def build_report(model, ctx) -> dict:
     avail = ctx.board.resources()
     util = {k: total[k] / avail[k] if avail[k] else (0.0 if total[k] == 0 else math.inf) for k in total}
     fps = 1e9 / clock_ns / perf["max_cycles"]
-    layers = [{"node": n, "cycles": c, **{k: res.get(n, {}).get(k, 0) for k in total}} for n, c in cycles.items()]
+    folding = _folding_by_node(model)
+    layers = [{"node": n, "cycles": c, **{k: res.get(n, {}).get(k, 0) for k in total}, "folding": folding.get(n, {})}
+              for n, c in cycles.items()]
     return {
         "board": ctx.board.to_dict(), "clock_ns": clock_ns, "target_fps": ctx.target_fps,
         "folding": ctx.cfg.folding, "estimated_fps": fps, "meets_target": fps >= ctx.target_fps,
@@ -87,13 +89,33 @@ def build_report(model, ctx) -> dict:
     }
 
 
+def _folding_by_node(model) -> dict:
+    """PE, SIMD and parallel_window of every dataflow layer (what the folding chose)."""
+    from qonnx.custom_op.registry import getCustomOp
+
+    from .folding_rules import is_hw_node
+
+    out = {}
+    for node in model.graph.node:
+        if is_hw_node(node):
+            types = getCustomOp(node).get_nodeattr_types()
+            out[node.name] = {a: getCustomOp(node).get_nodeattr(a) for a in ("PE", "SIMD", "parallel_window")
+                              if a in types}
+    return out
+
+
+def _fold_text(f: dict) -> str:
+    return " ".join(f"{'pw' if k == 'parallel_window' else k}={v}" for k, v in f.items()
+                    if k != "parallel_window" or v)
+
+
 def format_report(r: dict) -> str:
     b = r["board"]
     lines = [f"{b['name']} ({b['part']}) at {1e3 / r['clock_ns']:.0f} MHz, folding: {r['folding']}",
-             f"{'layer':<34}{'cycles':>9}{'LUT':>9}{'BRAM18':>8}{'URAM':>6}{'DSP':>6}"]
+             f"{'layer':<34}{'folding':<18}{'cycles':>9}{'LUT':>9}{'BRAM18':>8}{'URAM':>6}{'DSP':>6}"]
     for layer in r["layers"]:
-        lines.append(f"{layer['node']:<34}{layer['cycles']:>9}{layer['LUT']:>9.0f}{layer['BRAM_18K']:>8.0f}"
-                     f"{layer['URAM']:>6.0f}{layer['DSP']:>6.0f}")
+        lines.append(f"{layer['node']:<34}{_fold_text(layer.get('folding', {})):<18}{layer['cycles']:>9}"
+                     f"{layer['LUT']:>9.0f}{layer['BRAM_18K']:>8.0f}{layer['URAM']:>6.0f}{layer['DSP']:>6.0f}")
     t, u = r["resources"], r["utilisation"]
     lines += [
         f"estimated {r['estimated_fps']:,.0f} frames/s (target {r['target_fps']:,.0f}: "
@@ -103,4 +125,13 @@ def format_report(r: dict) -> str:
         "resources: " + ", ".join(f"{k} {t[k]:,.0f} ({u[k]:.1%})" for k in t)
         + f" -> {'fits' if r['fits'] else 'does NOT fit'} the part",
     ]
+    v = r.get("folded_verification")
+    if v:
+        lines.append(f"folded graph verified ({v['mode']}) on {v['frames']} check frames: "
+                     + ("bit-exact with the streamlined export graph, every node equal to FINN's Python reference"
+                        if v["ok"] else f"DIVERGES: {v['detail']}"))
+    c = r.get("cppsim")
+    if c:
+        lines.append("cppsim: " + (("bit-exact" if c["ok"] else f"DIVERGES: {c['detail']}") if c["ran"]
+                                   else "skipped, needs " + "; ".join(c["missing"])))
     return "\n".join(lines)

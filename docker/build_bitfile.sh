@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Entry point of the bitstream image: export dir in, build dir (bitfile, .hwh, driver bundle) out.
-#   build_bitfile.sh EXPORT_DIR OUT_DIR     (BOARD, TARGET_FPS, CLOCK_NS, FOLDING from the environment)
+#   build_bitfile.sh EXPORT_DIR OUT_DIR     (BOARD, TARGET_FPS, CLOCK_NS, FOLDING, FINN_VERIFY from the environment)
 # The same script runs outside Docker (with the project's virtualenv active), where it stops with
 # a clear message if Vivado is missing. It sets up what must be in place before Python starts
 # (the Xilinx settings, LD_LIBRARY_PATH); the rest of FINN's environment is export/finn_env.py's.
@@ -44,5 +44,9 @@ args=(--export "$export_dir" --out "$out_dir" --board "$board" --target-fps "${T
       --folding "${FOLDING:-search}" --bitfile --force)
 if [ -n "${CLOCK_NS:-}" ]; then
     args+=(--clock-ns "$CLOCK_NS")
+fi
+# FINN's folded-cppsim and stitched-IP rtlsim checks run before synthesis unless FINN_VERIFY=0
+if [ "${FINN_VERIFY:-1}" = 0 ]; then
+    args+=(--no-finn-verify)
 fi
 exec python -m build "${args[@]}"
