@@ -18,8 +18,9 @@ within float32 noise) can round up in one and down in the other; FINN's threshol
 (x >= t) also round such a tie up where QONNX's Quant rounds it to even. QAT puts values
 there on purpose: a latent value oscillates around its rounding boundary (Nagel et al.,
 2022), e.g. the BatchNorm bias of a channel pruning has nearly emptied. So:
-  * integers may differ by one at positions where the QONNX input is within TIE_STEPS of a
-    boundary, in the first layer of a frame where they differ; that frame's later layers
+  * integers may differ by one at positions where the QONNX input is within float32 noise of a
+    boundary (is_tie: TIE_STEPS, or 4 ulps of the value, which matters for 8-bit activations up to
+    255), in the first layer of a frame where they differ; that frame's later layers
     are not compared (the flipped value propagates); anywhere else they must be equal;
   * a frame whose logits disagree is excused only if its QONNX activations hold a tie, and
     at most a quarter of the frames may be excused: a conversion bug changes the integers
@@ -101,13 +102,19 @@ def _activation_ints_qonnx(model, ctx) -> list[tuple[str, np.ndarray]]:
     return [(name, ints) for name, _, ints in _activation_quants(model, ctx)][1:]
 
 
-TIE_STEPS = 1e-5  # |x / scale - (k + 0.5)| below this is a rounding tie (float32 noise: ~1e-6 steps)
+TIE_STEPS = 1e-5  # |x / scale - (k + 0.5)| below this is a rounding tie (float32 noise: ~1e-6 steps) ...
+TIE_RELATIVE = 2.0 ** -21  # ... or below 4 float32 ulps of x / scale: 8-bit levels reach 255, one ulp 1.5e-5 there
 MAX_TIE_FRAMES = 1 / 3  # most frames a stage may have excused by ties
+
+
+def is_tie(v: np.ndarray) -> np.ndarray:
+    """Where a quantiser input (in steps) sits on a rounding boundary k + 0.5, to within float32 noise."""
+    return np.abs(v - np.floor(v) - 0.5) < np.maximum(TIE_STEPS, TIE_RELATIVE * np.abs(v))
 
 
 def _activation_ties(model, ctx) -> list[np.ndarray]:
     """Per activation Quant (the input's first): where its input sits on a rounding boundary."""
-    return [np.abs(v - np.floor(v) - 0.5) < TIE_STEPS for _, v, _ in _activation_quants(model, ctx)]
+    return [is_tie(v) for _, v, _ in _activation_quants(model, ctx)]
 
 
 def _activation_ints_finn(model, ctx) -> list[tuple[str, np.ndarray]]:

@@ -1,7 +1,7 @@
 """The golden checks' rounding-tie rule (export/golden.py): flips only at ties, and never many."""
 import numpy as np
 
-from export.golden import MAX_TIE_FRAMES, _compare_integers, judge
+from export.golden import MAX_TIE_FRAMES, _compare_integers, is_tie, judge
 
 
 def acts(*layers):
@@ -63,3 +63,10 @@ def test_finn_verifies_on_a_frame_no_stage_excused():
 
     rep = CheckReport(5, [10, 11, 12, 13, 14], [StageResult("a", 0, 1, excused=[0, 1]), StageResult("b", 0, 1, excused=[2])])
     assert rep.agreeing_frame() == 3
+
+
+def test_a_tie_is_within_float32_noise_of_the_boundary_at_any_magnitude():
+    """An 8-bit activation near 151.5 (the sandbox model's first layer): float32's spacing there is 1.5e-5,
+    so 151.49998 is the exact tie 151.5 computed in another order; 151.4999 and 3.49998 are not ties."""
+    v = np.array([151.49998, 151.5, 38.5, 3.4999995, 151.4999, 3.49998, 2.5001], dtype=np.float32)
+    assert is_tie(v).tolist() == [True, True, True, True, False, False, False]
