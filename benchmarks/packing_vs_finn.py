@@ -9,10 +9,8 @@ prints the times and the ratio.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -41,7 +39,9 @@ def main(argv=None) -> int:
     from driver.packing import pack, unpack
 
     if a.bundle:
-        d = json.loads((Path(a.bundle) / "driver_io.json").read_text())["io_shape_dict"]
+        from driver.overlay import load_io
+
+        d = load_io(a.bundle).io_shape_dict
         idt, odt, ifold, ofold = d["idt"][0], d["odt"][0], d["ishape_folded"][0], d["oshape_folded"][0]
     else:
         idt, odt, ifold, ofold = "INT4", "FLOAT32", [1, 1024, 1, 1, 2], [1, 24, 1]

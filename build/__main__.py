@@ -1,4 +1,7 @@
-"""`python -m build --export DIR --out DIR --board ZCU104`: FINN dataflow build (estimates without Vivado)."""
+"""`python -m build --export DIR --out DIR --board ZCU104`: FINN dataflow build (estimates without Vivado).
+
+Exit status: 0 the build met its target and fits the part; 3 it was written but misses its frame-rate
+target or does not fit the part (`--report-only`: 0 then too); 2 bad input or a failed build."""
 from __future__ import annotations
 
 import argparse
@@ -39,14 +42,30 @@ def main(argv=None) -> int:
                         "(they run by default, before synthesis)")
     p.add_argument("--codegen", action="store_true", help="also generate HLS/RTL sources (step_hw_codegen)")
     p.add_argument("--bitfile", action="store_true", help="continue to a bitfile (needs Vivado: use docker/)")
-    p.add_argument("--force", action="store_true", help="replace an existing build directory")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing build directory (only a previous output of python -m build)")
+    p.add_argument("--report-only", action="store_true",
+                   help="exit 0 even when the design misses its target or does not fit the part (the default is 3)")
     a = p.parse_args(argv)
     names = {f.name for f in fields(BuildConfig)}
     cfg = BuildConfig(**{k: v for k, v in vars(a).items() if k in names})
     from export.finn_env import XilinxToolMissing
     from .flow import build
+    from .report import BuildReport
 
-    return run_main(lambda: build(cfg) and None, (ValueError, OSError, RuntimeError, XilinxToolMissing))
+    def work():
+        out = build(cfg)
+        r = BuildReport.read(out)
+        problems = ([] if r["meets_target"] else [f"misses its target ({r['estimated_fps']:,.0f} of "
+                                                   f"{r['target_fps']:,.0f} frames/s)"]) + \
+            ([] if r["fits"] else ["does not fit the part"])
+        if problems and not a.report_only:
+            print(f"error: {out}: the design {' and '.join(problems)}; the build is written (--report-only: exit 0)",
+                  file=sys.stderr)
+            return 3
+        return 0
+
+    return run_main(work, (ValueError, OSError, RuntimeError, XilinxToolMissing))
 
 
 if __name__ == "__main__":

@@ -10,13 +10,14 @@ channels (or bits) shrink it, which is what the table shows.
 
 Writes RUNS/hardware/<row>/{export,build-target,build-max}, RUNS/hardware.json,
 RUNS/hardware.txt and RUNS/accuracy_vs_lut.png (test accuracy against LUTs at the
-common target, the accuracy/LUT frontier drawn). Exports and builds newer than the model
-they come from are reused, so an interrupted run resumes and a retrained run is rebuilt.
+common target, the accuracy/LUT frontier drawn). An export is reused only if it holds the
+same model (the digest of its tensors) checked on the same data and frames, a build only if
+its recorded inputs (board, clock, rate or cap, folding, the export's graph) are this run's:
+an interrupted run resumes, a retrained model or another --board is redone.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from pathlib import Path
@@ -32,33 +33,45 @@ def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower()
 
 
-def _read_json(path: Path) -> dict:
+def _reusable_export(out: Path, model_digest: str, data: str, check_frames: int) -> bool:
+    """An earlier export of the same model's tensors, checked on the same data and number of frames."""
+    from radioml.artifacts import ArtifactError
+
+    from .flow import check_export_dir
+
     try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{path}: cannot read ({e})") from None
-
-
-def _newer(result: Path, source: Path) -> bool:
-    """A finished result exists and was made after its source: reuse it (else redo, the run changed)."""
-    return result.exists() and source.exists() and result.stat().st_mtime >= source.stat().st_mtime
+        io = check_export_dir(out)
+    except (ArtifactError, ValueError):
+        return False
+    return (io.model_digest, io.data, io.check_frames) == (model_digest, str(data), check_frames)
 
 
 def _export(run_dir: str, out: Path, data: str, check_frames: int, log) -> Path:
     from export.config import ExportConfig
     from export.to_finn import export
+    from train.saved_model import load_model, tensor_digest
 
-    if _newer(out / "export_report.json", Path(run_dir) / "model.pt"):
+    model, _, _ = load_model(run_dir)
+    if _reusable_export(out, tensor_digest(model.state_dict()), data, check_frames):
         return out
     return export(ExportConfig(run=run_dir, out=str(out), data=data, check_frames=check_frames, force=True), log=log)
 
 
 def _build(export_dir: Path, out: Path, board: str, log, **kw) -> dict:
-    from .flow import build
+    """The build of `export_dir` with these settings: reused only if its recorded inputs are the same."""
+    from radioml.artifacts import ArtifactError
 
-    if not _newer(out / "build_report.json", Path(export_dir) / "export_report.json"):
-        build(BuildConfig(export_dir=str(export_dir), out=str(out), board=board, force=True, **kw), log=log)
-    return _read_json(out / "build_report.json")
+    from .flow import build
+    from .report import BuildReport, build_inputs
+
+    cfg = BuildConfig(export_dir=str(export_dir), out=str(out), board=board, force=True, **kw)
+    try:
+        old = BuildReport.read(out)
+    except ArtifactError:
+        old = None
+    if old is None or old["inputs"] != build_inputs(cfg):
+        build(cfg, log=log)
+    return BuildReport.read(out).body
 
 
 def hardware_row(row: dict, metrics: dict, at_target: dict, at_max: dict) -> dict:
@@ -127,17 +140,24 @@ def plot_accuracy_vs_lut(rows: list[dict], path: Path, board: str, target_fps: i
 def compare_hardware(runs: Path, board: str, target_fps: int, util_cap: float, data: str | None = None,
                      check_frames: int = 32, log=print) -> list[dict]:
     """Export and estimate every row of runs/compare.json; write the table, JSON and plot."""
+    from train.config import load_config
+    from train.results import read_compare, read_metrics
+
     runs = Path(runs)
-    cmp_ = _read_json(runs / "compare.json")
+    if check_frames < 1:
+        raise ValueError(f"--check-frames must be >= 1, got {check_frames}")
+    if target_fps < 1:
+        raise ValueError(f"--target-fps must be >= 1, got {target_fps}")
+    cmp_ = read_compare(runs)
     rows = []
     quiet = lambda *_: None  # noqa: E731
     for row in cmp_["rows"]:
         run_dir = Path(row["run_dir"])
-        metrics = _read_json(run_dir / "metrics.json")
-        cfg = _read_json(run_dir / "config.json")
+        metrics = read_metrics(run_dir)
+        cfg = load_config(run_dir / "config.json")
         hw = runs / "hardware" / _slug(row["strategy"])
         log(f"{row['strategy']}: export and FINN estimates -> {hw}")
-        exp = _export(str(run_dir), hw / "export", data or cfg["data"]["path"], check_frames, quiet)
+        exp = _export(str(run_dir), hw / "export", data or cfg.data.path, check_frames, quiet)
         at_target = _build(exp, hw / "build-target", board, quiet, target_fps=target_fps)
         at_max = _build(exp, hw / "build-max", board, quiet, max_fps=True, util_cap=util_cap)
         rows.append(hardware_row(row, metrics, at_target, at_max))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -30,7 +31,7 @@ import numpy as np
 from qonnx.transformation.base import Transformation
 
 from radioml.atomic import write_json
-from radioml.quant import InputQuant
+from radioml.publish import check_target, keep_failed, publish, work_dir
 
 from .boards import Board, board
 from .config import BuildConfig
@@ -96,14 +97,19 @@ def _verify(model, ctx: Ctx, name: str):
     return model
 
 
-EXPORT_FILES = ["model_finn_streamlined.onnx", "input.npy", "expected_output.npy", "io.json", "golden.npz",
-                "export_report.json"]
+# what a build reads from an export directory, each checked against the digest io.json recorded
+EXPORT_FILES = ["model_finn_streamlined.onnx", "input.npy", "expected_output.npy", "golden.npz", "export_report.json",
+                "model_qcdq.onnx"]
 
 
-def check_export_dir(src: Path) -> None:
-    missing = [n for n in EXPORT_FILES if not (Path(src) / n).exists()]
-    if missing:
-        raise ValueError(f"{src}: not an export directory (missing {', '.join(missing)}); run python -m export.to_finn")
+def check_export_dir(src: Path):
+    """The export's io.json (ExportIO), every file the build reads verified against it; one-line errors."""
+    from radioml.artifacts import ExportIO
+
+    src = Path(src)
+    if not src.is_dir() or not (src / "io.json").is_file():
+        raise ValueError(f"{src}: not an export directory (no io.json); run python -m export.to_finn")
+    return ExportIO.read(src, verify_files=EXPORT_FILES)
 
 
 def step_load(_, ctx: Ctx):
@@ -111,7 +117,7 @@ def step_load(_, ctx: Ctx):
 
     src = Path(ctx.cfg.export_dir)
     check_export_dir(src)
-    for n in EXPORT_FILES[1:4]:
+    for n in ("input.npy", "expected_output.npy"):
         shutil.copy(src / n, ctx.work / n)
     ctx.dcfg = _dataflow_cfg(ctx)
     model = ModelWrapper(str(src / "model_finn_streamlined.onnx"))
@@ -234,18 +240,18 @@ def _check_frames(ctx: Ctx):
     the streamlined graph) from the export directory."""
     from qonnx.core.modelwrapper import ModelWrapper
 
+    from export.report_file import ExportReport
     from export.steps import FINN_STEPS, to_layout
 
     src = Path(ctx.cfg.export_dir)
-    io = json.loads((src / "io.json").read_text())
+    io = check_export_dir(src)
     g = np.load(src / "golden.npz")
     frames, torch_logits = g["frames"], g["torch_logits"]
     if ctx.cfg.verify_frames:
         frames, torch_logits = frames[:ctx.cfg.verify_frames], torch_logits[:ctx.cfg.verify_frames]
-    rep = json.loads((src / "export_report.json").read_text())
-    excused = set(next(s for s in rep["stages"] if s["stage"] == f"finn/{FINN_STEPS[-1][0]}")["excused"])
+    excused = set(ExportReport.read(src).stage(f"finn/{FINN_STEPS[-1][0]}")["excused"])
     ties = np.array([k in excused for k in range(len(frames))])
-    ints = to_layout(InputQuant(**io["input_quant"]).quantize(frames), FINN_STEPS[-1][2])
+    ints = to_layout(io.input_quant.quantize(frames), FINN_STEPS[-1][2])
     return ints, torch_logits, ties, ModelWrapper(str(src / "model_finn_streamlined.onnx"))
 
 
@@ -384,30 +390,47 @@ DEFAULT_STEPS = [step_load, step_to_hw, step_partition, step_specialize, step_fo
                  step_verify_folded, step_estimates]
 
 
+COMMAND = "build"
+
+
+def check_inputs(cfg: BuildConfig) -> None:
+    """Every option and input file, before any step runs (one-line errors naming the flag or file)."""
+    board(cfg.board)
+    if cfg.clock_ns is not None and not (math.isfinite(cfg.clock_ns) and cfg.clock_ns > 0):
+        raise ValueError(f"--clock-ns must be a positive number of ns, got {cfg.clock_ns:g}")
+    if not cfg.max_fps and not (isinstance(cfg.target_fps, int) and cfg.target_fps >= 1):
+        raise ValueError(f"--target-fps must be a whole number of frames/s >= 1, got {cfg.target_fps}")
+    if not 0 < cfg.util_cap <= 1:
+        raise ValueError(f"--util-cap must be in (0, 1], got {cfg.util_cap}")
+    if cfg.verify_frames is not None and cfg.verify_frames < 1:
+        raise ValueError(f"--verify-frames must be >= 1, got {cfg.verify_frames}")
+    check_export_dir(Path(cfg.export_dir))
+    folding_file = None if cfg.folding in ("search", "finn") else Path(cfg.folding)
+    check_target(Path(cfg.out), COMMAND, [cfg.export_dir, folding_file], cfg.force)
+    if cfg.bitfile:  # fail before hours of work, not after
+        require_vivado("bitfile generation (step_hw_ipgen .. step_synthesize_bitfile)")
+
+
 def build(cfg: BuildConfig, steps=None, log=print) -> Path:
-    """Run the flow into cfg.out (built in a temporary directory, renamed into place).
+    """Run the flow into cfg.out (built in a work directory beside it, published by rename).
 
-    If a step after the first fails, the temporary directory is kept and BuildFailed names it.
+    If a step after the first fails, the work directory is kept (while the disk has room) and
+    BuildFailed names it.
     """
-    from .report import build_report, format_report
+    from .report import BuildReport, build_report, format_report
 
+    check_inputs(cfg)
     b = board(cfg.board)
     out = Path(cfg.out)
-    if out.exists() and not cfg.force:
-        raise ValueError(f"{out}: already exists (pass --force to replace it)")
-    out.parent.mkdir(parents=True, exist_ok=True)
     steps = list(steps or DEFAULT_STEPS)
     if cfg.codegen:
         steps.append(step_codegen)
     if cfg.bitfile:
         steps.append(step_bitfile)
-    if cfg.bitfile:  # fail before hours of work, not after
-        require_vivado("bitfile generation (step_hw_ipgen .. step_synthesize_bitfile)")
     if cfg.folding not in ("search", "finn"):
-        check_export_dir(Path(cfg.export_dir))
         prepare()
         check_folding_file(cfg, log)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp", dir=out.parent))
+    work = work_dir(out)
     ctx = Ctx(cfg, b, work, log=log)
     (work / "intermediate_models").mkdir()
     outer_build_dir = os.environ.get("FINN_BUILD_DIR")
@@ -423,19 +446,18 @@ def build(cfg: BuildConfig, steps=None, log=print) -> Path:
         model = model.transform(RebasePaths(str(work), str(out.resolve())))  # where its code lives once published
         model.save(str(work / "model_dataflow.onnx"))
         rep = build_report(model, ctx)
-        (work / "build_report.json").write_text(json.dumps(rep, indent=1))
+        BuildReport(rep).write(work)
         _write_driver_io(work, out, rep, ctx)
         log(format_report(rep))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(work, out)
+        publish(work, out, COMMAND)
     except BaseException as e:
         if step is steps[0]:  # the inputs were rejected: nothing worth keeping
             shutil.rmtree(work, ignore_errors=True)
             raise
         where = f"{step.__name__}" if step else "writing the build's reports"
-        msg = (f"the build failed in {where} ({type(e).__name__}: {e}); its work directory is kept at {work} "
-               f"(FINN's generated code and Vivado/Vitis logs under {work / FINN_BUILD_SUBDIR})")
+        kept = keep_failed(work)
+        msg = (f"the build failed in {where} ({type(e).__name__}: {e}); {kept} "
+               f"(FINN's generated code and Vivado/Vitis logs under its {FINN_BUILD_SUBDIR}/)")
         log(f"error: {msg}")
         if isinstance(e, Exception):
             raise BuildFailed(msg, work) from e
@@ -476,8 +498,10 @@ class BuildFailed(RuntimeError):
 
 def _write_driver_io(work: Path, out: Path, rep: dict, ctx: Ctx) -> None:
     """driver_io.json: what driver/ needs on the board; paths relative to the bundle, so it can move."""
+    from radioml.artifacts import DriverIO
+
     b, cfg = ctx.board, ctx.cfg
-    exp_io = json.loads((Path(cfg.export_dir) / "io.json").read_text())
+    exp_io = check_export_dir(Path(cfg.export_dir))
     bit = None
     if cfg.bitfile:
         found = sorted((work / "bitfile").glob("*.xclbin" if b.shell == "vitis_alveo" else "*.bit"))
@@ -485,8 +509,7 @@ def _write_driver_io(work: Path, out: Path, rep: dict, ctx: Ctx) -> None:
             raise RuntimeError(f"{work / 'bitfile'}: expected one bitfile from FINN, found "
                                f"{', '.join(p.name for p in found) or 'none'}")
         bit = found[0].relative_to(work).as_posix()  # bitfile/finn-accel.bit, Alveo bitfile/finn-accel-0.xclbin
-    (work / "driver_io.json").write_text(json.dumps({
-        "io_shape_dict": rep["io_shape_dict"], "input_quant": exp_io["input_quant"],
-        "classes": exp_io["classes"], "bitfile": bit, "board": b.name,
-        "platform": "alveo" if b.shell == "vitis_alveo" else "zynq-iodma", "clock_ns": ctx.clock_ns,
-        "export_dir": os.path.relpath(Path(cfg.export_dir).resolve(), out.resolve())}, indent=1))
+    DriverIO(io_shape_dict=rep["io_shape_dict"], input_quant=exp_io.input_quant, classes=exp_io.classes, bitfile=bit,
+             board=b.name, platform="alveo" if b.shell == "vitis_alveo" else "zynq-iodma", clock_ns=ctx.clock_ns,
+             export_dir=os.path.relpath(Path(cfg.export_dir).resolve(), out.resolve()),
+             export_files=exp_io.files).write(work)

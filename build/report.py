@@ -3,9 +3,50 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
+from radioml.artifacts import need, read_artifact, write_artifact
+
 from .folding import balance
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    """build_report.json, its one writer and reader: `body` is what build_report() computed."""
+
+    body: dict
+    FORMAT = "amc-build-report/1"
+    REQUIRED = ("board", "clock_ns", "target_fps", "folding", "estimated_fps", "meets_target", "max_cycles",
+                "resources", "utilisation", "fits", "layers", "io_shape_dict", "folded_verification", "inputs")
+
+    def __post_init__(self):
+        self.check(self.body, "build_report.json")
+
+    @staticmethod
+    def check(d: dict, path) -> None:
+        for k in BuildReport.REQUIRED:
+            need(k in d, path, k, "missing")
+        for k in ("clock_ns", "estimated_fps", "target_fps"):
+            need(isinstance(d[k], (int, float)) and math.isfinite(d[k]) and d[k] > 0, path, k,
+                 f"{d[k]!r} is not a positive number")
+        need(isinstance(d["resources"], dict) and {"LUT", "BRAM_18K", "DSP"} <= set(d["resources"]), path, "resources",
+             "LUT, BRAM_18K and DSP expected")
+        need(isinstance(d["folded_verification"], dict) and "ok" in d["folded_verification"], path,
+             "folded_verification", "no verdict")
+
+    def __getitem__(self, key):
+        return self.body[key]
+
+    def write(self, build_dir) -> Path:
+        return write_artifact(Path(build_dir) / "build_report.json", self.FORMAT, self.body)
+
+    @classmethod
+    def read(cls, build_dir) -> "BuildReport":
+        path = Path(build_dir) / "build_report.json"
+        body = read_artifact(path, cls.FORMAT)
+        cls.check(body, path)
+        return cls(body)
 
 
 def _dt_name(dt) -> str:
@@ -85,8 +126,20 @@ def build_report(model, ctx) -> dict:
         "max_cycles": perf["max_cycles"], "bottleneck": perf["max_cycles_node_name"],
         "balance": balance(cycles), "resources": total, "utilisation": util,
         "fits": all(u <= 1.0 for u in util.values()), "layers": layers,
-        "io_shape_dict": io_shapes(model, alveo=ctx.board.shell == "vitis_alveo"), **ctx.notes,
+        "io_shape_dict": io_shapes(model, alveo=ctx.board.shell == "vitis_alveo"), "inputs": build_inputs(ctx.cfg),
+        **ctx.notes,
     }
+
+
+def build_inputs(cfg) -> dict:
+    """What a build's numbers depend on: build.compare reuses a build only when these are the same."""
+    from radioml.artifacts import ExportIO, file_digest
+
+    folding = cfg.folding if cfg.folding in ("search", "finn") else f"file:{file_digest(cfg.folding)}"
+    return {"board": cfg.board, "clock_ns": cfg.clock_ns, "target_fps": None if cfg.max_fps else cfg.target_fps,
+            "max_fps": cfg.max_fps, "util_cap": cfg.util_cap if cfg.max_fps else None, "folding": folding,
+            "export": ExportIO.read(cfg.export_dir).files["model_finn_streamlined.onnx"],
+            "verify_frames": cfg.verify_frames}
 
 
 def _folding_by_node(model) -> dict:

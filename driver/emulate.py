@@ -9,29 +9,31 @@ Needs onnxruntime (not on a PYNQ image; emulation runs on a host).
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
+from radioml.artifacts import DriverIO, ExportIO
 from radioml.golden_session import golden_session
-from radioml.quant import InputQuant
 
 from .packing import pack, unpack
 
 
 class EmulatedBackend:
-    def __init__(self, export_dir, io: dict):
+    def __init__(self, export_dir, io: DriverIO):
         export_dir = Path(export_dir)
         qcdq = export_dir / "model_qcdq.onnx"
         if not qcdq.is_file():
             raise ValueError(f"{qcdq}: golden model missing (run python -m export.to_finn)")
-        self.sess = golden_session(qcdq)
-        exp_io = json.loads((export_dir / "io.json").read_text())
-        if exp_io["input_quant"] != io["input_quant"]:
+        exp_io = ExportIO.read(export_dir, verify_files=["model_qcdq.onnx"])  # the ONNX this export wrote
+        if exp_io.files != io.export_files:
+            raise ValueError(f"{export_dir}: not the export this bundle was built from (its files' digests differ "
+                             f"from those driver_io.json recorded)")
+        if exp_io.input_quant != io.input_quant:
             raise ValueError(f"{export_dir}: input quantiser differs from the bundle's driver_io.json")
-        self.iq = InputQuant(**io["input_quant"])
-        self.d = io["io_shape_dict"]
+        self.sess = golden_session(qcdq)
+        self.iq = io.input_quant
+        self.d = io.io_shape_dict
 
     def allocate(self, shape):
         return np.zeros(shape, np.uint8)

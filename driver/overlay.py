@@ -12,13 +12,12 @@ computes the output), so everything but the bitfile runs anywhere numpy does.
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 
-from radioml.quant import InputQuant
+from radioml.artifacts import ArtifactError, DriverIO
 
 from .packing import pack, unpack
 
@@ -27,16 +26,12 @@ class DriverError(ValueError):
     """A bundle, bitfile or request that the driver cannot use."""
 
 
-def load_io(bundle_dir) -> dict:
-    path = Path(bundle_dir) / "driver_io.json"
+def load_io(bundle_dir) -> DriverIO:
+    """The bundle's driver_io.json, verified (radioml.artifacts.DriverIO: format, digest, every field)."""
     try:
-        io = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise DriverError(f"{path}: cannot read the driver's I/O description ({e})") from None
-    for key in ("io_shape_dict", "input_quant", "classes"):
-        if key not in io:
-            raise DriverError(f"{path}: missing {key!r}")
-    return io
+        return DriverIO.read(bundle_dir)
+    except ArtifactError as e:
+        raise DriverError(str(e)) from None
 
 
 class PynqBackend:
@@ -53,7 +48,7 @@ class PynqBackend:
 
     def __init__(self, bundle_dir, io: dict, timeout_s: float = 10.0, timeout_s_per_frame: float = 1e-3):
         bundle_dir = Path(bundle_dir)
-        name = io.get("bitfile")
+        name = io.bitfile
         if not name:
             raise DriverError(f"{bundle_dir / 'driver_io.json'}: names no bitfile (an estimate-only build: "
                               f"build with --bitfile in docker/, or validate with --emulate)")
@@ -62,7 +57,7 @@ class PynqBackend:
             others = sorted(p.name for ext in ("*.bit", "*.xclbin") for p in bundle_dir.rglob(ext))
             raise DriverError(f"{bit}: bitfile missing (driver_io.json names {name!r}"
                               + (f"; the bundle has {', '.join(others)}" if others else "") + ")")
-        self.alveo = io.get("platform") == "alveo"
+        self.alveo = io.platform == "alveo"
         if not self.alveo and not bit.with_suffix(".hwh").is_file():
             raise DriverError(f"{bit.with_suffix('.hwh')}: hardware handoff file missing beside the bitfile")
         from pynq import Overlay, allocate  # only on the board
@@ -70,7 +65,7 @@ class PynqBackend:
         self._allocate = allocate
         self.timeout_s, self.timeout_s_per_frame = timeout_s, timeout_s_per_frame
         self.ol = Overlay(str(bit))
-        d = io["io_shape_dict"]
+        d = io.io_shape_dict
         self.idma_name = d.get("idma_names", d.get("input_dma_name"))[0]
         self.odma_name = d.get("odma_names", d.get("output_dma_name"))[0]
         for dma in (self.idma_name, self.odma_name):
@@ -132,9 +127,9 @@ class AMCOverlay:
     def __init__(self, bundle_dir, batch_size: int = 1, backend=None, max_batch: int | None = None):
         self.bundle_dir = Path(bundle_dir)
         self.io = load_io(self.bundle_dir)
-        self.io_shape_dict = self.io["io_shape_dict"]
-        self.input_quant = InputQuant(**self.io["input_quant"])
-        self.classes = list(self.io["classes"])
+        self.io_shape_dict = self.io.io_shape_dict
+        self.input_quant = self.io.input_quant
+        self.classes = list(self.io.classes)
         self.backend = backend if backend is not None else PynqBackend(self.bundle_dir, self.io)
         self.max_batch = max_batch
         self._batch_size = 0

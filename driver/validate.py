@@ -29,16 +29,24 @@ def validate(bundle, data, batch_size=1024, emulate=False, export_dir=None, snrs
     if emulate:
         from .emulate import EmulatedBackend
 
-        if export_dir is None and io.get("export_dir"):  # written relative to the bundle
-            export_dir = Path(bundle) / io["export_dir"]
+        if export_dir is None and io.export_dir:  # written relative to the bundle
+            export_dir = Path(bundle) / io.export_dir
         if export_dir is None:
             raise DriverError(f"{Path(bundle) / 'driver_io.json'}: names no export directory; pass --export DIR")
         backend = EmulatedBackend(export_dir, io)
     else:
         backend = None
+    if batch_size < 1:
+        raise DriverError(f"--batch-size must be >= 1, got {batch_size}")
+    if limit is not None and limit < 1:
+        raise DriverError(f"--limit must be >= 1, got {limit}")
     with RadioMLFile(data) as ds:
         idx = ds.split().test
         if snrs:
+            absent = sorted(set(snrs) - set(np.unique(ds.snrs[idx]).tolist()))
+            if absent:
+                raise DriverError(f"{data}: no test frames at --snr {', '.join(map(str, absent))} dB (its SNRs: "
+                                  f"{int(ds.snrs.min())}..{int(ds.snrs.max())} dB, step 2)")
             idx = idx[np.isin(ds.snrs[idx], snrs)]
         if limit:
             idx = idx[np.linspace(0, len(idx) - 1, min(limit, len(idx))).round().astype(int)]

@@ -18,15 +18,14 @@ import argparse
 import os
 import shutil
 import sys
-import tempfile
 from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 
-from radioml.atomic import write_json
-from radioml.classes import CLASSES, FRAME_LENGTH
+from radioml.classes import CLASSES
 from radioml.cli import run_main
+from radioml.publish import check_target, publish, work_dir
 
 from .config import ExportConfig
 
@@ -53,62 +52,76 @@ def table(report) -> str:
     return "\n".join("  ".join(c.ljust(w[i]) if i < 4 else c for i, c in enumerate(r)) for r in rows)
 
 
-def _check_out_dir(out: Path, force: bool) -> None:
-    if out.exists() and not force:
-        raise ValueError(f"{out}: already exists (pass --force to replace it)")
-    if any(p.exists() and not p.is_dir() for p in out.parents):
-        raise ValueError(f"{out.parent}: not a directory")
+COMMAND = "export.to_finn"
+
+
+def check_inputs(cfg: ExportConfig) -> None:
+    """Everything checkable before the model is loaded: the output directory, the options, the data file."""
+    from radioml.dataset import RadioMLFile
+
+    out = Path(cfg.out)
+    if (cfg.run is None) == (cfg.fresh_bits is None):
+        raise ValueError("pass exactly one of --run or --fresh-bits")
+    if cfg.fresh_bits is not None and not 2 <= cfg.fresh_bits <= 16:
+        raise ValueError(f"--fresh-bits must be in 2..16, got {cfg.fresh_bits}")
+    if cfg.check_frames < 1:
+        raise ValueError(f"--check-frames must be >= 1, got {cfg.check_frames}")
+    if not cfg.tol > 0:
+        raise ValueError(f"--tol must be > 0, got {cfg.tol}")
+    if cfg.run is not None:
+        run = Path(cfg.run)
+        if run.suffix == ".onnx":
+            raise ValueError(f"{run}: an ONNX file; --run takes a run directory, model.pt or checkpoint.pt")
+        if not run.exists():
+            raise ValueError(f"{run}: no such file or directory")
+    check_target(out, COMMAND, [cfg.run, cfg.data], cfg.force)
     out.parent.mkdir(parents=True, exist_ok=True)
     if not os.access(out.parent, os.W_OK):
         raise ValueError(f"{out.parent}: not writable")
+    with RadioMLFile(cfg.data) as ds:
+        if cfg.check_frames > len(ds.split().test):
+            raise ValueError(f"--check-frames {cfg.check_frames}: {cfg.data} has only {len(ds.split().test)} test frames")
 
 
 def _source_model(cfg: ExportConfig):
     """(model, ModelConfig, description) of --run or --fresh-bits."""
     from .load import fresh_model, load_model
 
-    if (cfg.run is None) == (cfg.fresh_bits is None):
-        raise ValueError("pass exactly one of --run or --fresh-bits")
     return fresh_model(cfg.fresh_bits) if cfg.fresh_bits else load_model(cfg.run)
 
 
-def _write_models(model, cfg: ExportConfig):
+def _write_models(model, cfg: ExportConfig, log=print):
     """QONNX, QCDQ and every FINN step into cfg.work_dir; (streamlined FINN model, input quantiser)."""
     from . import steps
     from .transforms import input_quant_of
 
+    log("  QONNX and QCDQ export (Brevitas)")
     qonnx_model = steps.step_export_qonnx(model, cfg)
     steps.step_export_qcdq(model, cfg)
     iq, _ = input_quant_of(qonnx_model)
     m = steps.step_integer_input(qonnx_model, cfg)
     for i, (name, fn, _) in enumerate(steps.FINN_STEPS, start=1):
+        log(f"  FINN step {i}/{len(steps.FINN_STEPS)}: {name}")
         m = steps.save_step(fn(m, cfg), cfg, i, name)
     m.save(str(Path(cfg.work_dir) / "model_finn_streamlined.onnx"))
     return m, iq
 
 
-def _write_io(work: Path, m, iq, mcfg, what: str, frames, idx, labels, torch_logits) -> None:
-    """The golden frames and io.json (what build and driver read)."""
-    np.savez(work / "golden.npz", frames=frames, indices=idx, labels=labels, torch_logits=torch_logits)
+# what io.json records the digest of: what the build and the driver read from an export
+DIGESTED = ("model_qonnx.onnx", "model_qcdq.onnx", "model_finn_streamlined.onnx", "input.npy", "expected_output.npy",
+            "golden.npz", "export_report.json")
+
+
+def _write_io(work: Path, m, iq, mcfg, what: str, model_digest: str, cfg: ExportConfig) -> None:
+    """io.json (what build and driver read), last: it records the digests of the files before it."""
+    from radioml.artifacts import ExportIO, file_digest
+
     out_name = m.graph.output[0].name
-    write_json(work / "io.json", {
-        "input_quant": iq.to_dict(), "input_dtype": iq.finn_dtype,
-        "input_shape_float": [1, 2, FRAME_LENGTH], "input_layout_float": "NCW",
-        "input_shape": list(m.get_tensor_shape(m.graph.input[0].name)), "input_layout": "NW1C",
-        "output_shape": list(m.get_tensor_shape(out_name)), "output_dtype": str(m.get_tensor_datatype(out_name)),
-        "classes": list(CLASSES), "model_config": mcfg.to_dict(), "source": what,
-    })
-
-
-def _publish(work: Path, out: Path) -> None:
-    """Rename the finished work directory onto `out` (replacing an old one only now)."""
-    if out.exists():
-        old = out.with_name(f".{out.name}.old{os.getpid()}")
-        os.replace(out, old)
-        os.replace(work, out)
-        shutil.rmtree(old)
-    else:
-        os.replace(work, out)
+    ExportIO(input_quant=iq, input_dtype=iq.finn_dtype, input_shape=list(m.get_tensor_shape(m.graph.input[0].name)),
+             output_shape=list(m.get_tensor_shape(out_name)), output_dtype=str(m.get_tensor_datatype(out_name)),
+             classes=list(CLASSES), model_config=mcfg.to_dict(), source=what, model_digest=model_digest,
+             files={n: file_digest(work / n) for n in DIGESTED}, data=str(cfg.data),
+             check_frames=cfg.check_frames).write(work)
 
 
 def _write_verification_pair(work: Path, iq, frames, torch_logits, k: int) -> None:
@@ -127,24 +140,27 @@ def export(cfg: ExportConfig, log=print) -> Path:
 
     from .golden import ExportCheckFailed, run_checks
 
+    from train.saved_model import tensor_digest
+
+    from .report_file import ExportReport
+
     out = Path(cfg.out)
-    _check_out_dir(out, cfg.force)
+    check_inputs(cfg)
     model, mcfg, what = _source_model(cfg)
     frames, idx, labels = _frames(cfg)
     with torch.no_grad():
         torch_logits = model(torch.from_numpy(frames)).numpy()
     log(f"exporting {what}; checks on {len(frames)} test frames of {cfg.data}")
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp", dir=out.parent))
+    work = work_dir(out)
     cfg.work_dir = str(work)
     try:
-        m, iq = _write_models(model, cfg)
-        _write_io(work, m, iq, mcfg, what, frames, idx, labels, torch_logits)
+        m, iq = _write_models(model, cfg, log)
+        np.savez(work / "golden.npz", frames=frames, indices=idx, labels=labels, torch_logits=torch_logits)
+        log("  checking every stage against PyTorch")
         report = run_checks(work, torch_logits, frames, idx, iq, cfg.tol)
         cost = onnx_cost(work / "model_qonnx.onnx")
-        write_json(work / "export_report.json", {
-            "source": what, "frames": report.frames, "frame_indices": report.frame_indices,
-            "stages": [s.to_dict() for s in report.stages], "ok": report.ok, "cost": cost.to_dict(),
-            "torch_top1_accuracy_on_check_frames": float((torch_logits.argmax(1) == labels).mean())})
+        ExportReport(what, report.frames, report.frame_indices, [s.to_dict() for s in report.stages], report.ok,
+                     cost.to_dict(), float((torch_logits.argmax(1) == labels).mean())).write(work)
         log(table(report))
         log(f"cost {cost.cost:.4f} (bit-ops {cost.bops:,.0f}, weight bits {cost.weight_bits:,.0f}, "
             f"non-zero weights {cost.weights:,.0f})")
@@ -152,7 +168,8 @@ def export(cfg: ExportConfig, log=print) -> Path:
             bad = report.first_failure()
             raise ExportCheckFailed(f"export check failed at stage {bad.stage}: {bad.detail}")
         _write_verification_pair(work, iq, frames, torch_logits, report.agreeing_frame())
-        _publish(work, out)
+        _write_io(work, m, iq, mcfg, what, tensor_digest(model.state_dict()), cfg)
+        publish(work, out, COMMAND)
     finally:
         if work.exists():
             shutil.rmtree(work)

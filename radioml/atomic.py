@@ -1,14 +1,32 @@
 """Files written whole or not at all: a temporary file beside the target, fsync, then rename.
 
 Every stage writes its results through these, so a crash or a full disk leaves the
-previous file (or none), never half of one. Importable on a PYNQ board (stdlib only).
+previous file (or none), never half of one. The temporary carries the writing process's id
+(`.{stem}.tmp{pid}{suffix}`); those of processes that died (killed, out of disk) are deleted
+the next time the same file is written. Importable on a PYNQ board (stdlib only).
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import re
 from pathlib import Path
+
+
+def sweep_stale_temporaries(path) -> list[Path]:
+    """Delete the temporaries of `path` left by processes that are no longer running."""
+    from .publish import pid_alive
+
+    path = Path(path)
+    pattern = re.compile(rf"^\.{re.escape(path.stem)}\.tmp(\d+){re.escape(path.suffix)}$")
+    removed = []
+    for p in path.parent.glob(f".{path.stem}.tmp*{path.suffix}"):
+        m = pattern.match(p.name)
+        if m and p.is_file() and int(m[1]) != os.getpid() and not pid_alive(int(m[1])):
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
 
 
 @contextlib.contextmanager
@@ -17,6 +35,7 @@ def atomic_path(path):
     once the block succeeds it is synced and renamed onto `path`, otherwise removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    sweep_stale_temporaries(path)
     tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
     try:
         yield tmp

@@ -56,7 +56,6 @@ padded grid (then the middle FRAME_LENGTH samples are kept).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import functools
 import os
 import sys

@@ -40,7 +40,7 @@ def test_compare_prints_table_for_both_strategies(tmp_path, tiny_file):
     assert "test accuracy" in rep and "challenge cost" in rep and "accuracy per SNR" in rep
     bad = subprocess.run([sys.executable, "-m", "train.report", str(tmp_path / "nope")], env=env,
                          capture_output=True, text=True)
-    assert bad.returncode == 2 and "cannot read run metrics" in bad.stderr
+    assert bad.returncode == 2 and "metrics.json: missing" in bad.stderr
 
 
 def test_table_layout():

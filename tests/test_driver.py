@@ -1,5 +1,6 @@
 """Driver: packing equals FINN's reference bit for bit; emulated runs match PyTorch; error cases."""
-import json
+import copy
+import dataclasses
 import os
 import random
 import shutil
@@ -21,6 +22,7 @@ from driver.packing import pack, unpack, value_dtype
 from driver.validate import validate
 from export.config import ExportConfig
 from export.load import load_model
+from train.saved_model import save_model
 from export.to_finn import export
 from radioml.dataset import RadioMLFile
 
@@ -102,8 +104,7 @@ def bundle(tmp_path_factory, small_file):
 
     model, cfg, _ = fresh_model(4, seed=5)
     root = tmp_path_factory.mktemp("bundle")
-    torch.save({"format": "amc-vgg10-model/1", "config": TrainConfig(model=cfg).to_dict(),
-                "model": model.state_dict()}, root / "model.pt")
+    save_model(model, cfg, TrainConfig(model=cfg).to_dict(), root / "model.pt")
     exp = export(ExportConfig(run=str(root / "model.pt"), out=str(root / "export"), data=str(small_file),
                               check_frames=2))
     b = build(BuildConfig(export_dir=str(exp), out=str(root / "build"), target_fps=5000))
@@ -146,19 +147,19 @@ def test_overlay_api_and_throughput_test(bundle):
 
 def test_error_cases(bundle, tmp_path, small_file):
     root, exp, b = bundle
-    with pytest.raises(DriverError, match="driver_io.json: cannot read"):
+    with pytest.raises(DriverError, match="driver_io.json: missing"):
         load_io(tmp_path)
     bad = tmp_path / "bad"
     shutil.copytree(b, bad)
-    io = json.loads((bad / "driver_io.json").read_text())
+    io = load_io(bad)
     with pytest.raises(DriverError, match="names no bitfile"):
         PynqBackend(bad, io)
-    io["bitfile"] = "finn-accel.bit"
+    io = dataclasses.replace(io, bitfile="finn-accel.bit")
     (bad / "finn-accel.bit").write_bytes(b"\0")
     with pytest.raises(DriverError, match="hardware handoff file missing"):
         PynqBackend(bad, io)
     (bad / "other.bit").write_bytes(b"\0")
-    io["bitfile"] = "renamed.bit"
+    io = dataclasses.replace(io, bitfile="renamed.bit")
     with pytest.raises(DriverError, match=r"renamed.bit: bitfile missing .*the bundle has finn-accel.bit, other.bit"):
         PynqBackend(bad, io)
     notes = tmp_path / "notes.hdf5"
@@ -199,18 +200,18 @@ def _board_bundle(b, exp, dest, alveo: bool):
     from driver.emulate import EmulatedBackend
 
     shutil.copytree(b, dest)
-    io = json.loads((dest / "driver_io.json").read_text())
+    io = load_io(dest)
     (dest / "bitfile").mkdir()
-    d = io["io_shape_dict"]
+    d = copy.deepcopy(io.io_shape_dict)
     if alveo:
-        io.update(platform="alveo", bitfile="bitfile/finn-accel-0.xclbin")
         d.update(idma_names=["idma_0"], odma_names=["odma_0"])
-        (dest / io["bitfile"]).write_bytes(b"xclbin")
+        io = dataclasses.replace(io, platform="alveo", bitfile="bitfile/finn-accel-0.xclbin", io_shape_dict=d)
+        (dest / io.bitfile).write_bytes(b"xclbin")
     else:
-        io["bitfile"] = "bitfile/finn-accel.bit"
-        (dest / io["bitfile"]).write_bytes(b"bit")
+        io = dataclasses.replace(io, bitfile="bitfile/finn-accel.bit")
+        (dest / io.bitfile).write_bytes(b"bit")
         (dest / "bitfile/finn-accel.hwh").write_text("<hwh/>")
-    (dest / "driver_io.json").write_text(json.dumps(io))
+    io.write(dest)  # what the --bitfile build writes (its own driver_io.json)
     emu = EmulatedBackend(exp, io)
 
     def compute(x, n):  # the accelerator: packed input bytes in, packed output bytes out
@@ -284,7 +285,7 @@ def test_validate_on_the_board_path_equals_emulation(bundle, tmp_path, small_fil
 def test_bundle_names_its_export_relative_to_itself(bundle, tmp_path, small_file):
     root, exp, b = bundle
     io = load_io(b)
-    assert not Path(io["export_dir"]).is_absolute() and (Path(b) / io["export_dir"]).resolve() == Path(exp).resolve()
+    assert not Path(io.export_dir).is_absolute() and (Path(b) / io.export_dir).resolve() == Path(exp).resolve()
     moved = tmp_path / "moved"
     shutil.copytree(root, moved, ignore=shutil.ignore_patterns("model.pt"))
     m = validate(moved / "build", small_file, batch_size=200, emulate=True, limit=50)
@@ -372,7 +373,7 @@ def test_validate_peak_memory_for_batch_sizes_1_64_1024(bundle, tmp_path):
             "from driver.overlay import load_io\n"
             "from driver.validate import main\n"
             "io = load_io(sys.argv[1]); emu = EmulatedBackend(sys.argv[3], io)\n"
-            "shape = list(io['io_shape_dict']['oshape_packed'][0][1:])\n"
+            "shape = list(io.io_shape_dict['oshape_packed'][0][1:])\n"
             "def compute(x, n):\n"
             "    out = np.zeros([n] + shape, np.uint8)\n"
             "    for a in range(0, n, 16):\n"

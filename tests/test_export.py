@@ -13,7 +13,8 @@ from qonnx.core.modelwrapper import ModelWrapper
 from export.check import check_dir
 from export.golden import ExportCheckFailed
 from export.config import ExportConfig
-from export.load import MODEL_FORMAT, fresh_model
+from export.load import fresh_model
+from train.saved_model import save_model
 from export.to_finn import export
 from train.masks import deployable_copy, init_masks, prune_by
 from tests.conftest import assert_every_stage_agrees
@@ -29,8 +30,7 @@ def pruned_model_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("run") / "model.pt"
     from train.config import TrainConfig
 
-    tc = TrainConfig(model=cfg).to_dict()
-    torch.save({"format": MODEL_FORMAT, "config": tc, "model": deployable_copy(model).state_dict()}, path)
+    save_model(deployable_copy(model), cfg, TrainConfig(model=cfg).to_dict(), path)
     return path
 
 
@@ -87,7 +87,7 @@ def test_corrupted_weight_in_finn_graph_is_caught_and_named(exported, tmp_path):
 def test_failed_check_leaves_no_output_dir(tmp_path, small_file):
     out = tmp_path / "never"
     with pytest.raises(ExportCheckFailed, match="export check failed at stage qonnx"):
-        export(ExportConfig(fresh_bits=4, out=str(out), data=str(small_file), check_frames=2, tol=-1.0),
+        export(ExportConfig(fresh_bits=4, out=str(out), data=str(small_file), check_frames=2, tol=1e-12),
                log=lambda *_: None)
     assert os.listdir(tmp_path) == []
 

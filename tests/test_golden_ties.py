@@ -56,6 +56,9 @@ def test_disagreeing_frames_are_excused_only_with_a_tie_and_only_a_few():
     r = judge("s", many, ref, 1e-4, np.ones(8, bool))
     assert not r.ok and f"{n} of 8 frames disagree through rounding ties" in r.detail
     assert judge("s", ref.copy(), ref, 1e-4, np.ones(8, bool)).tie_frames == 0  # agreeing frames need no excuse
+    two = np.eye(4, dtype=np.float32)[[0, 1]]  # a 2-frame check may excuse its one tied frame, not both
+    assert judge("s", two[[1, 1]], two, 1e-4, np.array([True, False])).ok
+    assert not judge("s", two[[1, 0]], two, 1e-4, np.array([True, True])).ok
 
 
 def test_finn_verifies_on_a_frame_no_stage_excused():

@@ -101,3 +101,17 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
     if not isinstance(ck, dict) or ck.get("format") != FORMAT:
         raise ValueError(f"{path}: not a checkpoint of this toolchain (expected format {FORMAT!r})")
     return ck
+
+
+def held_model(ck: dict) -> tuple[dict, str]:
+    """(snapshot, description) of the model a checkpoint's run holds: a finished run's final model (what it
+    saved as model.pt), else the last model that met the floor, else the current one. The one rule both
+    `load_model` and `--init_from` follow."""
+    st, good = ck["state"], ck["last_good"]
+    if st.get("done"):
+        if st.get("final") == "last_good" and good is not None:
+            return good, "final model: the last that met the floor"
+        return ck["current"], "final model"
+    if good is not None:
+        return good, "last model that met the floor (run unfinished)"
+    return ck["current"], "current model (run unfinished, none met the floor yet)"

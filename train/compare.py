@@ -25,11 +25,10 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from radioml.atomic import write_json
 from radioml.cli import run_main
 
 from .config import PruneConfig, add_config_flags, config_from_args
-from .results import read_metrics
+from .results import read_metrics, write_compare
 
 
 STRUCTURED = ("filters", "hybrid")
@@ -123,6 +122,12 @@ def main(argv=None) -> int:
         strategies = [s.strip() for s in a.strategies.split(",") if s.strip()]
         for s in strategies:
             parse_strategy(s)
+        if a.reference_init is not None:  # before any training: it is needed last
+            from .saved_model import load_model
+
+            load_model(a.reference_init)
+        if a.reference_filters < 0 or a.pretrain_epochs < 0:
+            raise ValueError("--reference-filters and --pretrain-epochs must be >= 0")
         result = run_comparison(base, Path(a.out), strategies, a.pretrain_epochs, a.floor_relative,
                                 a.reference_filters, a.reference_init)
         print(f"\nfeedback split: {result['rows'][0]['feedback_split']}; floor {result['floor']:.4f}; runs in {a.out}")
@@ -183,7 +188,7 @@ def run_comparison(base, out: Path, strategies: list[str], pretrain_epochs: int,
         rows[-1]["met_floor"] = rows[-1]["feedback_accuracy"] >= floor
     plot_trajectory(metrics, out / "trajectory.png")
     result = {"floor": floor, "rows": rows}
-    write_json(out / "compare.json", result)
+    write_compare(out, result)
     (out / "table.txt").write_text(table(rows) + "\n")
     return result
 

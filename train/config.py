@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -78,6 +79,7 @@ class TrainConfig:
     run_dir: str = "runs/fmp"
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int = 0  # torch CPU threads; 0 = torch's default
+    allow_other_data: bool = False  # resume a run on another data file than the one it trained on
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -101,6 +103,13 @@ class TrainConfig:
             (self.optim.epochs_per_round >= 1 or (p.strategy == "none" and self.init_from),
              "optim.epochs_per_round must be >= 1 (0 only scores an --init_from model: strategy none)"),
             (self.optim.batch_size >= 1, "optim.batch_size must be >= 1"),
+            (self.optim.eval_batch_size >= 1, "optim.eval_batch_size must be >= 1"),
+            (self.optim.lr > 0, f"optim.lr must be > 0, got {self.optim.lr}"),
+            (self.device == "auto" or self.device == "cpu" or re.fullmatch(r"cuda(:\d+)?", self.device) is not None,
+             f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}"),
+            (not self.device.startswith("cuda") or _cuda_available(),
+             f"--device {self.device}: this PyTorch has no CUDA device (a CPU build, or no GPU); use --device cpu"),
+            (self.init_from is None or Path(self.init_from).exists(), f"--init_from {self.init_from}: no such file"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -108,8 +117,15 @@ class TrainConfig:
         return self
 
 
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 # Fields that do not change results: a resumed run may differ in these.
-NON_SEMANTIC = {"run_dir", "device", "threads", "data.cache_dir", "data.path", "prune.cost_every_round"}
+NON_SEMANTIC = {"run_dir", "device", "threads", "data.cache_dir", "data.path", "prune.cost_every_round",
+                "allow_other_data"}
 
 
 def _leaves(obj, prefix=""):

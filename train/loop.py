@@ -43,6 +43,7 @@ from .masks import deployable_copy, init_masks, masked_state, prune_step, sparsi
 from .model import ModelConfig, build_vgg10
 from .narrow import narrow
 from .saved_model import load_model, save_model
+from .results import write_metrics
 from .schedulers import make_scheduler
 
 log = logging.getLogger("train")
@@ -278,6 +279,13 @@ class Run:
         self.state = RunState(**ck["state"])
         self.last_good = ck["last_good"]
         torch.set_rng_state(ck["rng"])
+        trained_on, here = ck.get("data"), data_identity(self.ds)
+        if trained_on and (trained_on["frames"], trained_on["digest"]) != (here["frames"], here["digest"]):
+            if not self.cfg.allow_other_data:
+                raise ValueError(f"{self.ck_path}: trained on {trained_on['path']} ({trained_on['frames']:,} frames), "
+                                 f"not on {self.cfg.data.path} ({here['frames']:,} frames, other contents); pass "
+                                 f"--allow_other_data true to continue on it anyway")
+            log.info(f"continuing on other data than {trained_on['path']} (--allow_other_data)")
         log.info(f"resumed {self.ck_path} at epoch {self.state.epoch}")
 
     def start_from(self, src: str) -> None:
@@ -288,14 +296,12 @@ class Run:
         ck = p / "checkpoint.pt" if p.is_dir() else p
         if ck.name == "checkpoint.pt" and ck.exists():
             start = ckpt.load_checkpoint(ck)
-            st = start["state"]
-            final = st["done"] and st["final"] == "last_good" and start["last_good"] is not None
-            snap = start["last_good"] if final else start["current"]
+            snap, what = ckpt.held_model(start)
             self._check_shape(ModelConfig(**snap.get("model_cfg", start["config"]["model"])), ck)
             with ckpt.in_place_loading():
                 self.model.load_state_dict(snap["model"])
             ckpt.restore_quant_state(self.model, snap["quant"])
-            log.info(f"starting from the {'final' if final else 'current'} model of {src} (epoch {st['epoch']})")
+            log.info(f"starting from {src}: its {what} (epoch {start['state']['epoch']})")
             return
         model, mcfg, what = load_model(p)
         self._check_shape(mcfg, p)
@@ -376,8 +382,15 @@ class Run:
         ckpt.atomic_save({
             "format": ckpt.FORMAT, "config": self.cfg.to_dict(),
             "current": self.snapshot(), "last_good": self.last_good,
-            "pruner": self.pruner.state_dict(), "state": vars(self.state), "rng": torch.get_rng_state()},
+            "pruner": self.pruner.state_dict(), "state": vars(self.state), "rng": torch.get_rng_state(),
+            "data": self._data_identity},
             self.ck_path)
+
+    @property
+    def _data_identity(self) -> dict:
+        if not hasattr(self, "_identity"):
+            self._identity = data_identity(self.ds)
+        return self._identity
 
     def epoch(self, net: nn.Module) -> None:
         """Train, measure the feedback accuracy, step both schedulers, act, checkpoint."""
@@ -432,9 +445,53 @@ def _new_run(cfg: TrainConfig) -> Run:
     return Run(cfg, d, device, ds, splits, model, opt, lr_sched, pruner)
 
 
+@contextlib.contextmanager
+def run_lock(run_dir: Path):
+    """Hold an advisory lock on a run directory for the run's life (the main rank's): a second process on the
+    same directory fails at once, naming the holder, instead of overwriting its checkpoint."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        yield
+        return
+    import fcntl
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fh = open(run_dir / ".lock", "a+")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.seek(0)
+        holder = fh.read().strip() or "unknown"
+        fh.close()
+        raise ValueError(f"{run_dir}: in use by process {holder} (another run on this --run_dir); wait for it to "
+                         f"end or choose another --run_dir") from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(str(os.getpid()))
+    fh.flush()
+    try:
+        yield
+    finally:
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        fh.close()
+
+
+def data_identity(ds: RadioMLFile) -> dict:
+    """What says which data a run trained on: its size, and a digest of its labels, SNRs and 16 frames."""
+    import hashlib
+
+    h = hashlib.sha256(ds.labels.tobytes() + ds.snrs.tobytes())
+    h.update(ds.read(np.linspace(0, ds.n_frames - 1, 16).round().astype(np.int64)).tobytes())
+    return {"path": str(ds.path), "frames": int(ds.n_frames), "digest": h.hexdigest()}
+
+
 def train(cfg: TrainConfig) -> Path:
     """Run (or resume) one training run; return its run directory."""
     cfg.validate()
+    with run_lock(Path(cfg.run_dir)):
+        return _train(cfg)
+
+
+def _train(cfg: TrainConfig) -> Path:
     run = _new_run(cfg)
     if run.ck_path.exists():
         run.resume()
@@ -495,7 +552,7 @@ def _finish(run: Run):
         "sparsity_per_layer": sparse["layers"],
     })
     save_model(final, model_cfg, cfg.to_dict(), run_dir / "model.pt")
-    write_json(run_dir / "metrics.json", metrics)
+    write_metrics(run_dir, metrics)
     plot_run(metrics, run_dir)
     log.info(f"test accuracy {metrics['accuracy']:.4f} ({len(res['y'])} frames, {splits.feedback_name} feedback), "
              f"widths {list(model_cfg.convs)} + {list(model_cfg.denses)}, "

@@ -31,7 +31,7 @@ from radioml.cli import run_main
 
 from .compare import _dense, summary_row, table
 from .config import add_config_flags, config_from_args
-from .results import read_metrics
+from .results import read_metrics, write_compare
 
 
 def _at_bits(base, bits: int):
@@ -80,8 +80,7 @@ def run_table3(base, out: Path, bits: list[int], pretrain_epochs: int, floor_rel
         r["met_floor"] = r["met_floor"] and r["feedback_accuracy"] >= floor
     result = {"floor": floor, "bits": order, "rows": rows}
     write_json(out / "table3.json", result)
-    write_json(out / "compare.json", {"floor": floor, "rows": [{k: v for k, v in r.items() if k != "start"}
-                                                               for r in rows]})
+    write_compare(out, {"floor": floor, "rows": [{k: v for k, v in r.items() if k != "start"} for r in rows]})
     write_text(out / "table3.txt", table3_text(result) + "\n")
     plot_cost_vs_bits(result, out / "cost_vs_bits.png")
     return result

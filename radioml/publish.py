@@ -1,0 +1,155 @@
+"""Output directories that are safe to replace: built aside, published by rename, replaced only if ours.
+
+Every stage that writes a directory (export, build) builds it in a work directory beside the
+target and publishes it here:
+
+* `check_target(out, command, inputs, force)`, before any work: an existing `out` is replaced only
+  with `force` and only if it is a previous output of the same command (the marker file
+  `.amc-output` it wrote names the command); never the working directory or one of its parents,
+  never an input or a directory holding one. One-line errors name the directory and the reason.
+* `work_dir(out)` makes the work directory, `.{name}.tmp{pid}-XXXX` (the owning process id in the
+  name), after sweeping the work directories and aside-copies of earlier processes that died
+  (a directory a failed run kept for inspection carries `KEPT` and is left alone).
+* `publish(work, out, command)` writes the marker and swaps the work directory with an old `out`
+  in one rename (Linux renameat2 RENAME_EXCHANGE), then deletes the old one: a kill at any point
+  leaves the old output or the new one at `out`, never a mix. Where the system has no exchanging
+  rename, the old `out` is moved aside (`.{name}.old{pid}`) before the new one is renamed into
+  place, and a kill between the two is undone by the next start's sweep, which puts it back.
+* `keep_failed(work, needed_bytes)`: a failed run keeps its work directory for inspection only
+  while the disk keeps room; it says what it holds, or deletes it and says so.
+
+Importable on a PYNQ board (stdlib only).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+MARKER = ".amc-output"
+KEPT = "KEPT"  # in a kept failed work directory: the sweep leaves it alone
+MIN_FREE_BYTES = 2 * 1024 ** 3  # a failed run's work directory is kept only while this much disk stays free
+
+
+class OutputRefused(ValueError):
+    """An output directory that may not be (re)written: names it and why."""
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _is_within(path: Path, parent: Path) -> bool:
+    return path == parent or parent in path.parents
+
+
+def check_target(out, command: str, inputs=(), force: bool = False) -> None:
+    """Refuse, before any work, an `out` that must not be replaced (see the module docstring)."""
+    out = Path(out)
+    target = out.resolve()
+    cwd = Path.cwd().resolve()
+    if _is_within(cwd, target):
+        raise OutputRefused(f"{out}: is the working directory or one of its parents; refusing to write there")
+    for inp in inputs:
+        if inp is not None and _is_within(Path(inp).resolve(), target):
+            raise OutputRefused(f"{out}: holds the input {inp}; choose another output directory")
+    if any(p.exists() and not p.is_dir() for p in out.parents):
+        raise OutputRefused(f"{out.parent}: not a directory")
+    if not out.exists():
+        return
+    if not force:
+        raise OutputRefused(f"{out}: already exists (pass --force to replace it)")
+    owner = marker_command(out)
+    if owner != command:
+        what = f"an output of {owner}" if owner else "not an output of this toolchain (no marker file)"
+        raise OutputRefused(f"{out}: {what}, not of {command}; --force replaces only {command}'s own outputs")
+
+
+def marker_command(out) -> str | None:
+    try:
+        return json.loads((Path(out) / MARKER).read_text()).get("command")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+_TMP = re.compile(r"^\.(?P<name>.+)\.(?:tmp|old)(?P<pid>\d+)(?:-.*)?$")
+
+
+def sweep(parent, name: str) -> list[Path]:
+    """Delete work directories and aside-copies of `name` left in `parent` by processes that died; an
+    aside-copy whose replacement never arrived (killed between the renames) goes back to `name`."""
+    removed = []
+    for p in sorted(Path(parent).glob(f".{name}.*")):
+        m = _TMP.match(p.name)
+        if not m or m["name"] != name or not p.is_dir() or (p / KEPT).exists() or pid_alive(int(m["pid"])):
+            continue
+        if ".old" in p.name[len(name) + 1:] and not (Path(parent) / name).exists():
+            os.replace(p, Path(parent) / name)
+            continue
+        shutil.rmtree(p, ignore_errors=True)
+        removed.append(p)
+    return removed
+
+
+def work_dir(out) -> Path:
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sweep(out.parent, out.name)
+    return Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp{os.getpid()}-", dir=out.parent))
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one rename (Linux renameat2 RENAME_EXCHANGE); False where that is not available."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    return False
+
+
+def publish(work, out, command: str) -> Path:
+    """Mark `work` as `command`'s output and put it at `out` (swapping with an old one in one rename)."""
+    work, out = Path(work), Path(out)
+    (work / MARKER).write_text(json.dumps({"command": command, "pid": os.getpid()}))
+    if not out.exists():
+        os.replace(work, out)
+    elif _exchange(work, out):  # out is the new output now; work holds the old one
+        shutil.rmtree(work)
+    else:
+        aside = out.with_name(f".{out.name}.old{os.getpid()}")
+        os.replace(out, aside)
+        os.replace(work, out)
+        shutil.rmtree(aside)
+    return out
+
+
+def size_of(path) -> int:
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file() and not f.is_symlink())
+
+
+def keep_failed(work, min_free: int = MIN_FREE_BYTES) -> str:
+    """Keep a failed run's work directory (marked KEPT) if the disk keeps room; a sentence saying which."""
+    work = Path(work)
+    held = size_of(work)
+    if shutil.disk_usage(work.parent).free < min_free:
+        shutil.rmtree(work, ignore_errors=True)
+        return (f"its work directory ({held / 1e6:,.0f} MB) was deleted: the disk has less than "
+                f"{min_free / 1e9:.0f} GB free")
+    (work / KEPT).write_text("kept for inspection after a failure; delete it when done\n")
+    return f"its work directory is kept at {work} ({held / 1e6:,.1f} MB)"
