@@ -22,7 +22,7 @@ $(STAMP): requirements.txt requirements-finn.txt
 	$(PY) -m pip install -q --no-deps -r requirements-finn.txt
 	touch $(STAMP)
 
-$(DATA): | $(STAMP)
+$(DATA): radioml/synthetic.py | $(STAMP)
 	$(PY) -m radioml.synthetic --out $(DATA) --frames-per-snr 64 --seed 0
 
 demo: $(STAMP) $(DATA)

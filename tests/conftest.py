@@ -71,3 +71,23 @@ def kill_at_epoch(proc, checkpoint: Path, epoch: int, timeout: float = 300) -> N
         time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+
+
+@pytest.fixture(scope="module")
+def fresh_export(tmp_path_factory, small_file):
+    """A freshly initialised 4-bit VGG10 exported with every check on 6 test frames of small_file."""
+    from export.config import ExportConfig
+    from export.to_finn import export
+
+    return export(ExportConfig(fresh_bits=4, out=str(tmp_path_factory.mktemp("exp") / "export"), data=str(small_file),
+                               check_frames=6), log=lambda *_: None)
+
+
+@pytest.fixture(scope="module")
+def fresh_build(tmp_path_factory, fresh_export):
+    """fresh_export's estimate build on ZCU104 at 20,000 frames/s."""
+    from build.config import BuildConfig
+    from build.flow import build
+
+    return build(BuildConfig(export_dir=str(fresh_export), out=str(tmp_path_factory.mktemp("b") / "bundle"),
+                             board="ZCU104", target_fps=20_000), log=lambda *_: None)

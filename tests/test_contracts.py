@@ -10,8 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-from build.config import BuildConfig
-from build.flow import build
 from export.config import ExportConfig
 from export.to_finn import export
 from radioml.artifacts import ArtifactError, DriverIO, read_artifact, write_artifact
@@ -27,34 +25,21 @@ def _run(*args, cwd=None):
     return r, (r.stderr.strip().splitlines() or [""])[-1]
 
 
-@pytest.fixture(scope="module")
-def export_dir(tmp_path_factory, small_file):
-    out = tmp_path_factory.mktemp("exp") / "export"
-    return export(ExportConfig(fresh_bits=4, out=str(out), data=str(small_file), check_frames=6), **QUIET)
-
-
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory, export_dir):
-    out = tmp_path_factory.mktemp("b") / "bundle"
-    return build(BuildConfig(export_dir=str(export_dir), out=str(out), target_fps=20_000), **QUIET)
-
-
-# -- outputs safe to replace -------------------------------------------------------------------------------------
-def test_force_replaces_only_the_same_commands_outputs(tmp_path, export_dir, small_file):
+def test_force_replaces_only_the_same_commands_outputs(tmp_path, fresh_export, small_file):
     runs = tmp_path / "runs"
     (runs / "fmp").mkdir(parents=True)
     (runs / "fmp" / "model.pt").write_bytes(b"a training run")
-    for cmd in (("build", "--export", str(export_dir)), ("export.to_finn", "--fresh-bits", "4", "--data",
+    for cmd in (("build", "--export", str(fresh_export)), ("export.to_finn", "--fresh-bits", "4", "--data",
                                                           str(small_file))):
         r, err = _run(*cmd, "--out", str(runs), "--force")
         assert r.returncode == 2 and err == f"error: {runs}: not an output of this toolchain (no marker file), not " \
                                            f"of {cmd[0]}; --force replaces only {cmd[0]}'s own outputs"
     assert (runs / "fmp" / "model.pt").read_bytes() == b"a training run" and os.listdir(runs) == ["fmp"]
-    r, err = _run("build", "--export", str(export_dir), "--out", str(export_dir), "--force")  # export's output
-    assert r.returncode == 2 and "holds the input" in err and (export_dir / "io.json").is_file()
-    r, err = _run("build", "--export", str(export_dir), "--out", ".", "--force", cwd=tmp_path)
+    r, err = _run("build", "--export", str(fresh_export), "--out", str(fresh_export), "--force")  # export's output
+    assert r.returncode == 2 and "holds the input" in err and (fresh_export / "io.json").is_file()
+    r, err = _run("build", "--export", str(fresh_export), "--out", ".", "--force", cwd=tmp_path)
     assert r.returncode == 2 and err == "error: .: is the working directory or one of its parents; refusing to write there"
-    r, err = _run("build", "--export", str(export_dir), "--out", str(export_dir.parent), "--force")
+    r, err = _run("build", "--export", str(fresh_export), "--out", str(fresh_export.parent), "--force")
     assert r.returncode == 2 and "holds the input" in err
 
 
@@ -177,11 +162,11 @@ def test_artifacts_refuse_edits_truncation_and_foreign_formats(tmp_path):
         read_artifact(tmp_path / "a.json", "amc-x/1")
 
 
-def _edited_bundle(bundle, tmp_path, edit, resign=True):
+def _edited_bundle(fresh_build, tmp_path, edit, resign=True):
     import shutil
 
-    b = tmp_path / "bundle"
-    shutil.copytree(bundle, b, symlinks=True)
+    b = tmp_path / "fresh_build"
+    shutil.copytree(fresh_build, b, symlinks=True)
     body = read_artifact(b / "driver_io.json", DriverIO.FORMAT)
     edit(body)
     if resign:  # a careful editor recomputes the digest: the fields are checked too
@@ -201,25 +186,25 @@ def _edited_bundle(bundle, tmp_path, edit, resign=True):
     (lambda d: d.__setitem__("classes", d["classes"][:20]), "classes: 20 entries"),
     (lambda d: d.__setitem__("clock_ns", -4.0), "clock_ns: -4.0 is not a positive number"),
 ])
-def test_driver_refuses_an_edited_driver_io(tmp_path, bundle, small_file, edit, message):
+def test_driver_refuses_an_edited_driver_io(tmp_path, fresh_build, small_file, edit, message):
     for resign, expect in ((False, "its contents do not match its digest"), (True, message)):
-        b = _edited_bundle(bundle, tmp_path / str(resign), edit, resign)
+        b = _edited_bundle(fresh_build, tmp_path / str(resign), edit, resign)
         r, err = _run("driver.validate", "--bundle", str(b), "--data", str(small_file), "--emulate",
-                      "--export", str(Path(bundle) / json.loads((Path(bundle) / "driver_io.json").read_text())[
+                      "--export", str(Path(fresh_build) / json.loads((Path(fresh_build) / "driver_io.json").read_text())[
                           "export_dir"]))
         assert r.returncode == 2 and expect in err, err
         assert err.startswith(f"error: {b / 'driver_io.json'}: ")
 
 
-def test_emulation_refuses_another_exports_golden_model(tmp_path, bundle, small_file):
+def test_emulation_refuses_another_exports_golden_model(tmp_path, fresh_build, small_file):
     other = export(ExportConfig(fresh_bits=5, out=str(tmp_path / "other"), data=str(small_file), check_frames=2),
                    **QUIET)
-    r, err = _run("driver.validate", "--bundle", str(bundle), "--data", str(small_file), "--emulate",
+    r, err = _run("driver.validate", "--bundle", str(fresh_build), "--data", str(small_file), "--emulate",
                   "--export", str(other))
     assert r.returncode == 2 and err == f"error: {other}: not the export this bundle was built from (its files' " \
                                        f"digests differ from those driver_io.json recorded)"
     (other / "model_qcdq.onnx").write_bytes((other / "model_qcdq.onnx").read_bytes()[:-10])
-    r, err = _run("driver.validate", "--bundle", str(bundle), "--data", str(small_file), "--emulate",
+    r, err = _run("driver.validate", "--bundle", str(fresh_build), "--data", str(small_file), "--emulate",
                   "--export", str(other))
     assert r.returncode == 2 and "model_qcdq.onnx: contents: differ from what" in err
 
@@ -243,11 +228,11 @@ def test_a_flipped_bit_in_a_model_is_refused(tmp_path, small_file):
     assert not (tmp_path / "e").exists()
 
 
-def test_a_build_refuses_an_export_whose_graph_was_replaced(tmp_path, export_dir):
+def test_a_build_refuses_an_export_whose_graph_was_replaced(tmp_path, fresh_export):
     import shutil
 
     e = tmp_path / "e"
-    shutil.copytree(export_dir, e)
+    shutil.copytree(fresh_export, e)
     (e / "model_finn_streamlined.onnx").write_bytes(b"not onnx")
     r, err = _run("build", "--export", str(e), "--out", str(tmp_path / "b"))
     assert r.returncode == 2 and err == f"error: {e / 'model_finn_streamlined.onnx'}: contents: differ from what " \
@@ -263,17 +248,17 @@ def test_a_build_refuses_an_export_whose_graph_was_replaced(tmp_path, export_dir
     (("--target-fps", "0"), "--target-fps must be a whole number of frames/s >= 1, got 0"),
     (("--verify-frames", "0"), "--verify-frames must be >= 1, got 0"),
 ])
-def test_build_options_are_checked_before_any_step(tmp_path, export_dir, flags, message):
-    r, err = _run("build", "--export", str(export_dir), "--out", str(tmp_path / "b"), *flags)
+def test_build_options_are_checked_before_any_step(tmp_path, fresh_export, flags, message):
+    r, err = _run("build", "--export", str(fresh_export), "--out", str(tmp_path / "b"), *flags)
     assert r.returncode == 2 and err == f"error: {message}" and "[1/" not in r.stdout
     assert os.listdir(tmp_path) == []
 
 
-def test_a_build_that_misses_its_target_exits_3_unless_report_only(tmp_path, export_dir):
-    r, err = _run("build", "--export", str(export_dir), "--out", str(tmp_path / "b"), "--target-fps", "10000000")
+def test_a_build_that_misses_its_target_exits_3_unless_report_only(tmp_path, fresh_export):
+    r, err = _run("build", "--export", str(fresh_export), "--out", str(tmp_path / "b"), "--target-fps", "10000000")
     assert r.returncode == 3 and "the design misses its target" in err and "--report-only" in err
     assert (tmp_path / "b" / "build_report.json").is_file()
-    r, _ = _run("build", "--export", str(export_dir), "--out", str(tmp_path / "b"), "--target-fps", "10000000",
+    r, _ = _run("build", "--export", str(fresh_export), "--out", str(tmp_path / "b"), "--target-fps", "10000000",
                 "--force", "--report-only")
     assert r.returncode == 0
 
@@ -293,19 +278,19 @@ def test_bad_options_get_one_line_before_any_work(tmp_path, small_file, args, me
     assert not (tmp_path / "o").exists()
 
 
-def test_validate_names_an_snr_the_file_lacks(bundle, small_file):
-    r, err = _run("driver.validate", "--bundle", str(bundle), "--data", str(small_file), "--emulate", "--snr", "99")
+def test_validate_names_an_snr_the_file_lacks(fresh_build, small_file):
+    r, err = _run("driver.validate", "--bundle", str(fresh_build), "--data", str(small_file), "--emulate", "--snr", "99")
     assert r.returncode == 2 and err == f"error: {small_file}: no test frames at --snr 99 dB (its SNRs: -20..30 dB, step 2)"
 
 
-def test_compare_reuses_a_build_only_for_the_same_inputs(tmp_path, export_dir):
+def test_compare_reuses_a_build_only_for_the_same_inputs(tmp_path, fresh_export):
     from build.compare import _build
 
-    first = _build(export_dir, tmp_path / "b", "ZCU104", lambda *_: None, target_fps=20_000)
+    first = _build(fresh_export, tmp_path / "b", "ZCU104", lambda *_: None, target_fps=20_000)
     stamp = (tmp_path / "b" / "build_report.json").stat().st_mtime_ns
-    again = _build(export_dir, tmp_path / "b", "ZCU104", lambda *_: None, target_fps=20_000)
+    again = _build(fresh_export, tmp_path / "b", "ZCU104", lambda *_: None, target_fps=20_000)
     assert again == first and (tmp_path / "b" / "build_report.json").stat().st_mtime_ns == stamp  # reused
-    other = _build(export_dir, tmp_path / "b", "Pynq-Z2", lambda *_: None, target_fps=20_000)
+    other = _build(fresh_export, tmp_path / "b", "Pynq-Z2", lambda *_: None, target_fps=20_000)
     assert other["board"]["name"] == "Pynq-Z2" and first["board"]["name"] == "ZCU104"  # redone, not reused
-    faster = _build(export_dir, tmp_path / "b", "Pynq-Z2", lambda *_: None, target_fps=30_000)
+    faster = _build(fresh_export, tmp_path / "b", "Pynq-Z2", lambda *_: None, target_fps=30_000)
     assert faster["target_fps"] == 30_000 and np.isclose(other["target_fps"], 20_000)

@@ -10,24 +10,10 @@ import pytest
 from build.config import BuildConfig
 from build.flow import BuildFailed, build, step_load, step_minimize, step_partition, step_specialize, step_to_hw, \
     step_verify_folded
-from export.config import ExportConfig
 from export.finn_env import prepare
-from export.to_finn import export
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = dict(log=lambda *_: None)
-
-
-@pytest.fixture(scope="module")
-def export_dir(tmp_path_factory, small_file):
-    out = tmp_path_factory.mktemp("exp") / "fresh4"
-    return export(ExportConfig(fresh_bits=4, out=str(out), data=str(small_file), check_frames=3), **QUIET)
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory, export_dir):
-    out = tmp_path_factory.mktemp("b") / "zcu104"
-    return build(BuildConfig(export_dir=str(export_dir), out=str(out), board="ZCU104", target_fps=20_000), **QUIET)
 
 
 def _model(path):
@@ -60,12 +46,12 @@ def _mismatched_folding(built_dir, path):
     return path
 
 
-def test_every_build_verifies_its_folded_graph_bit_exact_and_pairs_share_their_parallelism(built):
-    r = json.loads((built / "build_report.json").read_text())
+def test_every_build_verifies_its_folded_graph_bit_exact_and_pairs_share_their_parallelism(fresh_build):
+    r = json.loads((fresh_build / "build_report.json").read_text())
     v = r["folded_verification"]
-    assert v["ok"] and v["mode"] == "python" and v["frames"] == 3 and v["output_bit_exact"]
+    assert v["ok"] and v["mode"] == "python" and v["frames"] == 6 and v["output_bit_exact"]
     assert v["output_vs_streamlined_max_abs"] == 0.0 and v["torch"]["top1_agreement"] == 1.0
-    m = _model(built / "model_dataflow.onnx")
+    m = _model(fresh_build / "model_dataflow.onnx")
     assert len(v["nodes"]) == len(m.graph.node) and all(n["mismatches"] == 0 and n["elements"] > 0 for n in v["nodes"])
     pairs = _pairs(m)
     assert len(pairs) == 7
@@ -75,17 +61,17 @@ def test_every_build_verifies_its_folded_graph_bit_exact_and_pairs_share_their_p
     from build.folding_rules import violations
 
     assert violations(m) == []
-    assert "folded graph verified (python) on 3 check frames: bit-exact" in \
+    assert "folded graph verified (python) on 6 check frames: bit-exact" in \
         subprocess.run([sys.executable, "-c", "import json,sys; from build.report import format_report; "
-                        f"print(format_report(json.load(open('{built / 'build_report.json'}'))))"],
+                        f"print(format_report(json.load(open('{fresh_build / 'build_report.json'}'))))"],
                        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
 
 
 def test_a_generator_pool_mismatch_fails_the_build_at_the_first_diverging_pool_and_keeps_the_work(
-        tmp_path, export_dir, built):
+        tmp_path, fresh_export, fresh_build):
     from finn.builder.build_dataflow_steps import step_apply_folding_config
 
-    bad = _mismatched_folding(built, tmp_path / "mismatched.json")
+    bad = _mismatched_folding(fresh_build, tmp_path / "mismatched.json")
 
     def step_folding_unchecked(model, ctx):  # FINN's own step, without this project's rule check
         ctx.dcfg.folding_config_file = str(bad)
@@ -94,7 +80,7 @@ def test_a_generator_pool_mismatch_fails_the_build_at_the_first_diverging_pool_a
     steps = [step_load, step_to_hw, step_partition, step_specialize, step_folding_unchecked, step_minimize,
              step_verify_folded]
     with pytest.raises(BuildFailed) as e:
-        build(BuildConfig(export_dir=str(export_dir), out=str(tmp_path / "b"), target_fps=20_000), steps=steps, **QUIET)
+        build(BuildConfig(export_dir=str(fresh_export), out=str(tmp_path / "b"), target_fps=20_000), steps=steps, **QUIET)
     msg = str(e.value)
     assert "step_verify_folded" in msg and "first diverging node Pool_hls_0" in msg
     assert "'PE': 64" in msg and "'ConvolutionInputGenerator_rtl_1': {'SIMD': 8" in msg
@@ -102,9 +88,9 @@ def test_a_generator_pool_mismatch_fails_the_build_at_the_first_diverging_pool_a
     assert not (tmp_path / "b").exists()
 
 
-def test_a_folding_file_breaking_a_rule_is_refused_before_the_first_step(tmp_path, export_dir, built):
-    bad = _mismatched_folding(built, tmp_path / "mismatched.json")
-    r = subprocess.run([sys.executable, "-m", "build", "--export", str(export_dir), "--out", str(tmp_path / "b"),
+def test_a_folding_file_breaking_a_rule_is_refused_before_the_first_step(tmp_path, fresh_export, fresh_build):
+    bad = _mismatched_folding(fresh_build, tmp_path / "mismatched.json")
+    r = subprocess.run([sys.executable, "-m", "build", "--export", str(fresh_export), "--out", str(tmp_path / "b"),
                         "--folding", str(bad)], capture_output=True, text=True,
                        env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert r.returncode == 2 and "[1/" not in r.stdout
@@ -115,18 +101,18 @@ def test_a_folding_file_breaking_a_rule_is_refused_before_the_first_step(tmp_pat
     unknown = tmp_path / "unknown.json"
     unknown.write_text(json.dumps({"Defaults": {}, "MatrixVectorActivation_0": {"PE": 4, "SIMD": 6}}))
     with pytest.raises(ValueError, match=f"{unknown}: no node named MatrixVectorActivation_0 in this graph"):
-        build(BuildConfig(export_dir=str(export_dir), out=str(tmp_path / "c"), folding=str(unknown)), **QUIET)
+        build(BuildConfig(export_dir=str(fresh_export), out=str(tmp_path / "c"), folding=str(unknown)), **QUIET)
     unknown.write_text("{not json")
     with pytest.raises(ValueError, match=f"{unknown}: not a readable folding JSON"):
-        build(BuildConfig(export_dir=str(export_dir), out=str(tmp_path / "c"), folding=str(unknown)), **QUIET)
+        build(BuildConfig(export_dir=str(fresh_export), out=str(tmp_path / "c"), folding=str(unknown)), **QUIET)
 
 
-def test_each_folding_rule_is_checked(built):
+def test_each_folding_rule_is_checked(fresh_build):
     from qonnx.custom_op.registry import getCustomOp
 
     from build.folding_rules import violations
 
-    m = _model(built / "model_dataflow.onnx")
+    m = _model(fresh_build / "model_dataflow.onnx")
     node = {n.name: getCustomOp(n) for n in m.graph.node}
 
     def broken(name, **attrs):
@@ -150,12 +136,12 @@ def test_each_folding_rule_is_checked(built):
     assert violations(m) == []
 
 
-def test_the_search_never_picks_an_illegal_setting(built):
+def test_the_search_never_picks_an_illegal_setting(fresh_build):
     from build.boards import board
     from build.folding import candidates
     from build.folding_rules import violations
 
-    m = _model(built / "model_dataflow.onnx")
+    m = _model(fresh_build / "model_dataflow.onnx")
     cands = candidates(m, board("ZCU104").part)
     assert any("+" in unit for unit in cands) and len(cands) == len(m.graph.node) - 7  # 7 generator+pool units
     from qonnx.custom_op.registry import getCustomOp
@@ -172,10 +158,10 @@ def test_the_search_never_picks_an_illegal_setting(built):
     assert checked > 50
 
 
-def test_cppsim_without_the_tools_says_which_are_missing_and_records_the_skip(tmp_path, monkeypatch, export_dir):
+def test_cppsim_without_the_tools_says_which_are_missing_and_records_the_skip(tmp_path, monkeypatch, fresh_export):
     monkeypatch.setenv("XILINX_HLS", str(tmp_path / "no-vitis-hls"))
     lines = []
-    out = build(BuildConfig(export_dir=str(export_dir), out=str(tmp_path / "b"), target_fps=20_000, cppsim=True,
+    out = build(BuildConfig(export_dir=str(fresh_export), out=str(tmp_path / "b"), target_fps=20_000, cppsim=True,
                             verify_frames=1), log=lines.append)
     r = json.loads((out / "build_report.json").read_text())
     assert r["cppsim"]["ran"] is False and r["folded_verification"]["frames"] == 1

@@ -37,14 +37,22 @@ def check_metrics(m: dict, path) -> dict:
     return m
 
 
+def _write(folder, name: str, fmt: str, check, body: dict) -> Path:
+    path = Path(folder) / name
+    return write_artifact(path, fmt, check(body, path))
+
+
+def _read(folder, name: str, fmt: str, check) -> dict:
+    path = Path(folder) / name
+    return check(read_artifact(path, fmt), path)
+
+
 def write_metrics(run_dir, metrics: dict) -> Path:
-    path = Path(run_dir) / "metrics.json"
-    return write_artifact(path, METRICS_FORMAT, check_metrics(metrics, path))
+    return _write(run_dir, "metrics.json", METRICS_FORMAT, check_metrics, metrics)
 
 
 def read_metrics(run_dir) -> dict:
-    path = Path(run_dir) / "metrics.json"
-    return check_metrics(read_artifact(path, METRICS_FORMAT), path)
+    return _read(run_dir, "metrics.json", METRICS_FORMAT, check_metrics)
 
 
 ROW_FIELDS = ("strategy", "run_dir", "widths", "cost", "accuracy", "met_floor")
@@ -61,10 +69,8 @@ def check_compare(c: dict, path) -> dict:
 
 
 def write_compare(out_dir, result: dict) -> Path:
-    path = Path(out_dir) / "compare.json"
-    return write_artifact(path, COMPARE_FORMAT, check_compare(result, path))
+    return _write(out_dir, "compare.json", COMPARE_FORMAT, check_compare, result)
 
 
 def read_compare(out_dir) -> dict:
-    path = Path(out_dir) / "compare.json"
-    return check_compare(read_artifact(path, COMPARE_FORMAT), path)
+    return _read(out_dir, "compare.json", COMPARE_FORMAT, check_compare)
