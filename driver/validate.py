@@ -24,7 +24,15 @@ from radioml.metrics import summarize
 from .overlay import AMCOverlay, DriverError, load_io
 
 
-def validate(bundle, data, batch_size=1024, emulate=False, export_dir=None, snrs=None, limit=None) -> dict:
+def _progress(done: int, total: int, every: list) -> None:
+    """A line on stderr at each further tenth of the frames (no tqdm on a PYNQ image)."""
+    if done >= every[0] or done == total:
+        print(f"  {done:,}/{total:,} frames", file=sys.stderr, flush=True)
+        every[0] = done + max(1, total // 10)
+
+
+def validate(bundle, data, batch_size=1024, emulate=False, export_dir=None, snrs=None, limit=None,
+             progress: bool = False) -> dict:
     io = load_io(bundle)
     if emulate:
         from .emulate import EmulatedBackend
@@ -53,6 +61,7 @@ def validate(bundle, data, batch_size=1024, emulate=False, export_dir=None, snrs
         batch_size = min(batch_size, len(idx))
         acc = AMCOverlay(bundle, batch_size, backend=backend)
         ys, ps, ss, t_dev, t_all = [], [], [], 0.0, 0.0
+        next_report = [0]
         # one batch in memory at a time (a Pynq-Z2 has 512 MB of DRAM): peak memory scales with batch_size
         for b in iter_batches(ds, idx, batch_size, buffer_frames=batch_size):
             t0 = time.perf_counter()
@@ -66,6 +75,8 @@ def validate(bundle, data, batch_size=1024, emulate=False, export_dir=None, snrs
             ys.append(b.y)
             ps.append(out.argmax(1))
             ss.append(b.snr)
+            if progress:
+                _progress(sum(map(len, ys)), len(idx), next_report)
     y, p, s = np.concatenate(ys), np.concatenate(ps), np.concatenate(ss)
     m = summarize(y, p, s)
     m.update({
@@ -81,15 +92,17 @@ def main(argv=None) -> int:
                                 epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--bundle", required=True, help="directory with driver_io.json (and the bitfile on a board)")
     p.add_argument("--data", required=True, help="RadioML 2018.01A-layout HDF5 file")
-    p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument("--batch-size", type=int, default=1024,
+                   help="frames per DMA transfer (the buffers hold one batch; peak memory grows with it) "
+                        "(default: %(default)s)")
     p.add_argument("--snr", type=int, nargs="*", help="only these SNRs (dB)")
     p.add_argument("--limit", type=int, help="at most this many test frames, spread over the split")
     p.add_argument("--emulate", action="store_true", help="no board: emulate the accelerator with the golden model")
     p.add_argument("--export", dest="export_dir", help="export directory for --emulate (default: the bundle's)")
     p.add_argument("--out", help="write the results JSON here")
     a = p.parse_args(argv)
-    return run_main(lambda: _report(validate(a.bundle, a.data, a.batch_size, a.emulate, a.export_dir, a.snr, a.limit),
-                                    a.out),
+    return run_main(lambda: _report(validate(a.bundle, a.data, a.batch_size, a.emulate, a.export_dir, a.snr, a.limit,
+                                             progress=True), a.out),
                     (DriverError, DatasetError, ValueError, OSError))
 
 

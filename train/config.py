@@ -16,6 +16,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .fields import opt
 from .masks import STRUCTURES
 from .model import ModelConfig
 
@@ -24,47 +25,52 @@ STRATEGIES = ("none", "imp", "imp-converge", "fmp", "precision")
 
 @dataclass
 class DataConfig:
-    path: str = "data/synthetic.hdf5"  # RadioML 2018.01A-layout HDF5 (real or synthetic)
-    val_fraction: float = 0.05  # carved from each (class, SNR) block's training frames
-    min_train_snr: typing.Optional[float] = None  # drop training/validation frames below this SNR
-    feedback_split: str = "val"  # "val", or "test" to reproduce the FMP authors' scripts
-    train_subset: float = 1.0  # use this fraction of the training frames (every block kept)
-    resample_subset: bool = False  # draw a fresh train_subset every epoch (short fine-tunes overfit less)
-    cache_dir: typing.Optional[str] = None  # one-time memmap cache for chunked/compressed files
-    buffer_frames: int = 65536  # shuffle buffer, bounds reader memory
+    path: str = opt("data/synthetic.hdf5", "RadioML 2018.01A-layout HDF5 file, real or synthetic")
+    val_fraction: float = opt(0.05, "fraction of each (class, SNR) block's training frames held out for validation")
+    min_train_snr: typing.Optional[float] = opt(None, "drop training and validation frames below this SNR (dB)")
+    feedback_split: str = opt("val", "split whose accuracy feeds the pruning schedule: val, or test to reproduce "
+                                     "the FMP authors' scripts", ("val", "test"))
+    train_subset: float = opt(1.0, "train on this fraction of the training frames (every block kept)")
+    resample_subset: bool = opt(False, "draw a fresh train_subset every epoch (short fine-tunes overfit less)")
+    cache_dir: typing.Optional[str] = opt(None, "directory for a one-time cache of a chunked or compressed file")
+    buffer_frames: int = opt(65536, "frames in the shuffle buffer (bounds the reader's memory)")
 
 
 @dataclass
 class OptimConfig:
-    lr: float = 1e-3  # Adam
-    batch_size: int = 1024
-    epochs_per_round: int = 50  # training epochs allowed per pruning round
-    plateau_factor: float = 0.1  # ReduceLROnPlateau on validation loss
-    plateau_patience: int = 15
-    eval_batch_size: int = 1024
+    lr: float = opt(1e-3, "Adam learning rate")
+    batch_size: int = opt(1024, "training batch size (64 is the fastest per frame on a 2-core CPU)")
+    epochs_per_round: int = opt(50, "training epochs allowed per pruning round (0: score an --init_from model)")
+    plateau_factor: float = opt(0.1, "ReduceLROnPlateau factor on the validation loss")
+    plateau_patience: int = opt(15, "ReduceLROnPlateau patience, in epochs")
+    eval_batch_size: int = opt(1024, "batch size when scoring")
 
 
 @dataclass
 class PruneConfig:
-    strategy: str = "fmp"  # none | imp | imp-converge | fmp | precision (bit widths, not weights)
-    floor: float = 0.56  # accuracy criterion
-    p0: float = 0.2  # initial pruning rate (IMP keeps it)
-    divisor: float = 2.0  # FMP: p /= divisor after a failed round
-    p_min: float = 0.05  # FMP: stop once p < p_min
-    scope: str = "global"  # unstructured: global (the authors': one threshold over all layers) | layer
-    # unstructured | filters (whole channels: FINN-visible) | hybrid (filters, then unstructured)
-    structure: str = "unstructured"
-    max_rounds: int = 100  # upper bound on pruning steps
-    cost_every_round: bool = True  # qonnx cost of each saved model (about 1 s each)
+    strategy: str = opt("fmp", "none (dense training), imp, imp-converge (IMP, every round trained to its end), fmp, "
+                               "or precision (lower per-layer bit widths instead of pruning weights)", STRATEGIES)
+    floor: float = opt(0.56, "accuracy the feedback split must keep (train.compare: --floor-relative sets it)")
+    p0: float = opt(0.2, "initial pruning rate (IMP keeps it)")
+    divisor: float = opt(2.0, "FMP: the rate is divided by this after a round ends under the floor")
+    p_min: float = opt(0.05, "FMP: stop once the rate falls below this")
+    scope: str = opt("global", "unstructured pruning: global (one threshold over all layers, the FMP authors') or "
+                               "layer (the rate of each layer's weights)", ("global", "layer"))
+    structure: str = opt("unstructured", "what a pruning step removes: unstructured weights, whole filters and "
+                                         "neurons (a smaller FINN accelerator), or hybrid (filters, then weights)",
+                         ("unstructured", "filters", "hybrid"))
+    max_rounds: int = opt(100, "upper bound on pruning steps")
+    cost_every_round: bool = opt(True, "qonnx inference cost of every model that met the floor (about 1 s each)")
 
 
 @dataclass
 class PrecisionConfig:
     """The bit-width search (prune.strategy precision, train/precision.py); floor and epochs as pruning's."""
 
-    objective: str = "cost"  # cost (the challenge's) | hardware (what FINN's MVAU LUTs scale with)
-    min_weight_bits: int = 2
-    min_act_bits: int = 2
+    objective: str = opt("cost", "what a lowered bit saves: cost (the challenge's) or hardware (what FINN's MVAU "
+                                 "LUTs scale with)", ("cost", "hardware"))
+    min_weight_bits: int = opt(2, "no layer's weights go below this many bits")
+    min_act_bits: int = opt(2, "no activation goes below this many bits")
 
 
 @dataclass
@@ -74,12 +80,13 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     prune: PruneConfig = field(default_factory=PruneConfig)
     precision: PrecisionConfig = field(default_factory=PrecisionConfig)
-    seed: int = 0
-    init_from: typing.Optional[str] = None  # start from the model of another run dir (e.g. a dense pretrain)
-    run_dir: str = "runs/fmp"
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    threads: int = 0  # torch CPU threads; 0 = torch's default
-    allow_other_data: bool = False  # resume a run on another data file than the one it trained on
+    seed: int = opt(0, "seed of the model's initialisation, the subsets and the shuffles")
+    init_from: typing.Optional[str] = opt(None, "start from another run's model: a run directory, model.pt or "
+                                                "checkpoint.pt (e.g. models/reference/vgg10-w4a4-f64/model.pt)")
+    run_dir: str = opt("runs/fmp", "run directory: checkpoint, model.pt, metrics.json, plots; rerunning resumes it")
+    device: str = opt("auto", "auto (a GPU if there is one), cpu, cuda or cuda:N")
+    threads: int = opt(0, "torch CPU threads (0: torch's default)")
+    allow_other_data: bool = opt(False, "resume a run on another data file than the one it trained on")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -168,7 +175,13 @@ def _parser_type(tp):
         item = typing.get_args(tp)[0]
         return lambda s: tuple(item(v) for v in s.split(","))
     if tp is bool:
-        return lambda s: s.lower() in ("1", "true", "yes", "on")
+        def boolean(s):
+            if s.lower() in ("1", "true", "yes", "on"):
+                return True
+            if s.lower() in ("0", "false", "no", "off"):
+                return False
+            raise argparse.ArgumentTypeError(f"expected true or false, got {s!r}")
+        return boolean
     return tp
 
 
@@ -178,8 +191,15 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
     default = TrainConfig()
     for name, f, owner in _leaves(default):
         tp = typing.get_type_hints(type(owner))[f.name]
-        p.add_argument(f"--{name}", dest=name, type=_parser_type(tp), default=None,
-                       help=f"(default: {getattr(owner, f.name)})")
+        text = f.metadata.get("help")
+        if not text:
+            raise TypeError(f"config field {name} has no help text (train/config.py, train/model.py: opt(...))")
+        choices = f.metadata.get("choices")
+        value = getattr(owner, f.name)
+        shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
+        metavar = "{" + ",".join(choices) + "}" if choices else ("{true,false}" if tp is bool else None)
+        p.add_argument(f"--{name}", dest=name, type=_parser_type(tp), default=None, choices=choices, metavar=metavar,
+                       help=f"{text} (default: {shown})")
 
 
 def config_from_args(a: argparse.Namespace) -> TrainConfig:

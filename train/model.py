@@ -21,6 +21,7 @@ from brevitas.quant import Int8ActPerTensorFloatMinMaxInit, Int32Bias
 
 from radioml.classes import CLASSES, FRAME_LENGTH
 
+from .fields import opt
 from .percentile import ReLUActQuant
 
 
@@ -28,19 +29,21 @@ from .percentile import ReLUActQuant
 class ModelConfig:
     """Shape and precision of the VGG10 network."""
 
-    input_bits: int = 8
-    weight_bits: int = 8
-    act_bits: int = 8
-    conv_filters: int = 64
-    dense_units: int = 128
-    conv_blocks: int = 7
-    input_range: float = 2.0  # fixed input quantiser range [-r, r]
-    conv_widths: typing.Optional[typing.Tuple[int, ...]] = None  # per conv block; None: conv_filters each
-    dense_widths: typing.Optional[typing.Tuple[int, ...]] = None  # the 2 hidden dense layers; None: dense_units
-    # per weight layer (7 convs, 3 dense); None: weight_bits each
-    layer_weight_bits: typing.Optional[typing.Tuple[int, ...]] = None
-    # per activation (7 convs, 2 hidden dense); None: act_bits each
-    layer_act_bits: typing.Optional[typing.Tuple[int, ...]] = None
+    input_bits: int = opt(8, "bits of the input quantiser (fixed range [-input_range, input_range])")
+    weight_bits: int = opt(8, "weight bits of every layer (unless layer_weight_bits)")
+    act_bits: int = opt(8, "activation bits after every block (unless layer_act_bits)")
+    conv_filters: int = opt(64, "filters of every conv block (unless conv_widths); 32 is finn-examples' topology")
+    dense_units: int = opt(128, "units of both hidden dense layers (unless dense_widths)")
+    conv_blocks: int = opt(7, "conv blocks (each halves the 1024 samples; 7 leaves 8)")
+    input_range: float = opt(2.0, "the input quantiser's range [-r, r] (the challenge's: 2)")
+    conv_widths: typing.Optional[typing.Tuple[int, ...]] = opt(None, "filters of each conv block, comma-separated "
+                                                                     "(e.g. 32,32,24,24,16,16,16)")
+    dense_widths: typing.Optional[typing.Tuple[int, ...]] = opt(None, "units of the 2 hidden dense layers, "
+                                                                      "comma-separated")
+    layer_weight_bits: typing.Optional[typing.Tuple[int, ...]] = opt(None, "weight bits of each weight layer, "
+                                                                           "comma-separated: 7 convs, then 3 dense")
+    layer_act_bits: typing.Optional[typing.Tuple[int, ...]] = opt(None, "activation bits after each conv block and "
+                                                                        "each hidden dense layer (9 values)")
 
     def __post_init__(self):
         for name in ("input_bits", "weight_bits", "act_bits"):
