@@ -167,7 +167,7 @@ def export(cfg: ExportConfig, log=print) -> Path:
         if not report.ok:
             bad = report.first_failure()
             raise ExportCheckFailed(f"export check failed at stage {bad.stage}: {bad.detail}")
-        _write_verification_pair(work, iq, frames, torch_logits, report.agreeing_frame())
+        _write_verification_pair(work, iq, frames, torch_logits, report.agreeing_frame(torch_logits))
         _write_io(work, m, iq, mcfg, what, tensor_digest(model.state_dict()), cfg)
         publish(work, out, COMMAND)
     finally:

@@ -73,9 +73,10 @@ def kill_at_epoch(proc, checkpoint: Path, epoch: int, timeout: float = 300) -> N
     proc.wait()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def fresh_export(tmp_path_factory, small_file):
-    """A freshly initialised 4-bit VGG10 exported with every check on 6 test frames of small_file."""
+    """A freshly initialised 4-bit VGG10 exported with every check on 6 test frames of small_file (shared: tests
+    that change it work on a copy)."""
     from export.config import ExportConfig
     from export.to_finn import export
 
@@ -83,7 +84,7 @@ def fresh_export(tmp_path_factory, small_file):
                                check_frames=6), log=lambda *_: None)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def fresh_build(tmp_path_factory, fresh_export):
     """fresh_export's estimate build on ZCU104 at 20,000 frames/s."""
     from build.config import BuildConfig

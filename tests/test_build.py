@@ -11,23 +11,18 @@ from build.boards import BOARDS
 from build.config import BuildConfig
 from export.finn_env import XilinxToolMissing, prepare
 from build.flow import build
-from export.config import ExportConfig
-from export.to_finn import export
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def export_dir(tmp_path_factory, small_file):
-    out = tmp_path_factory.mktemp("exp") / "fresh4"
-    return export(ExportConfig(fresh_bits=4, out=str(out), data=str(small_file), check_frames=2), log=lambda *_: None)
+@pytest.fixture
+def export_dir(fresh_export):
+    return fresh_export
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory, export_dir):
-    out = tmp_path_factory.mktemp("b") / "zcu104"
-    build(BuildConfig(export_dir=str(export_dir), out=str(out), board="ZCU104", target_fps=20_000), log=lambda *_: None)
-    return out
+@pytest.fixture
+def built(fresh_build):
+    return fresh_build
 
 
 def test_estimate_build_writes_reports(built):

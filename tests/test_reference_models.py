@@ -22,7 +22,7 @@ def test_reference_model_is_small_and_loads_with_weights_only(name):
     path = REF / name / "model.pt"
     assert path.stat().st_size < 1_000_000
     obj = torch.load(path, map_location="cpu", weights_only=True)
-    assert obj["format"] == "amc-vgg10-model/1"
+    assert obj["format"] == "amc-vgg10-model/2"
     model, cfg, _ = load_model(path)
     assert cfg.conv_filters == MODELS[name] and cfg.bits_label() == "4/4/4"
     assert sum(int((m.weight != 0).sum()) > 0 for m in model.modules() if hasattr(m, "weight_quant")) == 10
