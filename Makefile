@@ -32,7 +32,7 @@ demo: $(STAMP) $(DATA)
 	$(PY) -m export.to_finn --run $(DEMO)/fmp --out $(DEMO)/export --data $(DATA) --force
 	$(PY) -m build --export $(DEMO)/export --out $(DEMO)/build-zcu104 --board ZCU104 --target-fps 50000 --force
 	$(PY) -m driver.validate --bundle $(DEMO)/build-zcu104 --data $(DATA) --emulate --out $(DEMO)/validate.json
-	$(PY) -m build.compare $(DEMO) --board ZCU104 --target-fps 50000
+	$(PY) -m build.compare $(DEMO) --board ZCU104 --target-fps 50000 --check-frames 8
 
 # the FMP paper's Table 3 on the demo data, reduced (3 widths), plus IMP and the precision search; then FINN estimates
 table3: $(STAMP) $(DATA)
@@ -40,7 +40,7 @@ table3: $(STAMP) $(DATA)
 	$(PY) -m build.compare runs/table3 --board ZCU104 --target-fps 50000
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.reader_vs_sandbox
