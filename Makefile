@@ -33,6 +33,8 @@ demo: $(STAMP) $(DATA)
 	$(PY) -m build --export $(DEMO)/export --out $(DEMO)/build-zcu104 --board ZCU104 --target-fps 50000 --force
 	$(PY) -m driver.validate --bundle $(DEMO)/build-zcu104 --data $(DATA) --emulate --out $(DEMO)/validate.json
 	$(PY) -m build.compare $(DEMO) --board ZCU104 --target-fps 50000 --check-frames 8
+	$(PY) -m compress --start $(REF)/vgg10-w4a4-f64/model.pt --data $(DATA) --out $(DEMO)/frontier --board ZCU104 \
+		--target-fps 240000 --max-steps 4 --probe-frames 256 --threads 2 --alternatives $(REF)/vgg10-w4a4-f32/model.pt
 
 # the FMP paper's Table 3 on the demo data, reduced (3 widths), plus IMP and the precision search; then FINN estimates
 table3: $(STAMP) $(DATA)
@@ -48,6 +50,8 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.ort_vs_torch
 	$(PY) -m benchmarks.packing_vs_finn
 	$(PY) -m benchmarks.pruning_hardware
+	$(PY) -m benchmarks.hw_frontier
+	$(PY) -m benchmarks.distillation_vs_ce
 
 clean-demo:
 	rm -rf $(DEMO)

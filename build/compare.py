@@ -125,8 +125,13 @@ def plot_accuracy_vs_lut(rows: list[dict], path: Path, board: str, target_fps: i
         ax.scatter(r["lut"] / 1e3, r["accuracy"], marker=markers[i % len(markers)], s=60, zorder=3,
                    label=f"{r['strategy']} ({r['widths']})")
     f = frontier(rows)
-    ax.step([r["lut"] / 1e3 for r in f], [r["accuracy"] for r in f], where="post", color="0.4", ls="--",
-            zorder=2, label="frontier (fewer LUTs, higher accuracy)")
+    ax.plot([r["lut"] / 1e3 for r in f], [r["accuracy"] for r in f], color="0.2", lw=2.5, alpha=0.35, zorder=2,
+            marker="o", ms=16, mfc="none", label=f"frontier: {len(f)} of {len(rows)} models (fewer LUTs, higher "
+                                                f"accuracy)")
+    part = BOARDS[board]
+    ax.axvline(part.lut / 1e3, color="k", ls="--", lw=1, label=f"{board}: {part.lut:,} LUT")
+    ax.axvline(0.8 * part.lut / 1e3, color="k", ls=":", lw=1, label="80% of the part")
+    ax.set_xlim(left=0)
     ax.set_xlabel(f"estimated LUTs (thousands) at {target_fps:,} frames/s on {board}")
     ax.set_ylabel("test accuracy")
     ax.grid(alpha=0.3)

@@ -180,7 +180,8 @@ def step_folding(model, ctx: Ctx):
                 choices = choose(cands, target)
             write_folding(choices, ctx.work / "folding_config.json")
             ctx.notes["folding_search"] = {"target_cycles": target, "met": all(c.meets for c in choices),
-                                           "unmet_layers": [c.node for c in choices if not c.meets]}
+                                           "unmet_layers": [c.node for c in choices if not c.meets],
+                                           "totals": totals(choices)}  # FINN's estimates before minimising widths
         else:
             write_json(ctx.work / "folding_config.json", read_folding_json(mode))
         ctx.dcfg.folding_config_file = str(ctx.work / "folding_config.json")

@@ -1,4 +1,4 @@
-"""The stages depend in one direction: radioml <- train <- export <- build, and driver <- radioml only.
+"""The stages depend in one direction: radioml <- train <- export <- build <- compress, and driver <- radioml only.
 
 Every import in every module counts, also those inside functions (parsed with ast), so a
 lazy import cannot hide an upward dependency. radioml/ and driver/ must import on a PYNQ
@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ["radioml", "train", "export", "build"]
-TORCH_SIDE = {"torch", "brevitas", "qonnx", "finn", "onnx", "onnxoptimizer", "train", "export", "build"}
+STAGES = ["radioml", "train", "export", "build", "compress"]
+TORCH_SIDE = {"torch", "brevitas", "qonnx", "finn", "onnx", "onnxoptimizer", "train", "export", "build", "compress"}
 
 
 def imports(package: str, root: Path = ROOT) -> list[tuple[str, str]]:
@@ -40,7 +40,7 @@ def test_board_side_packages_import_nothing_torch_side(package):
 
 
 def test_driver_uses_only_radioml_of_the_project():
-    project = {"radioml", "train", "export", "build", "benchmarks", "tests"}
+    project = {"radioml", "train", "export", "build", "compress", "benchmarks", "tests"}
     assert {m for _, m in imports("driver") if m in project} <= {"radioml"}
 
 

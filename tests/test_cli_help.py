@@ -6,7 +6,7 @@ import pytest
 
 CLIS = ["radioml.synthetic", "radioml", "train", "train.compare", "train.table3", "train.report", "train.fidelity",
         "train.import_sandbox", "export.to_finn", "export.check", "export.finn_env", "build", "build.compare",
-        "driver.validate"]
+        "driver.validate", "compress"]
 
 
 class Captured(Exception):
@@ -20,7 +20,7 @@ def parser_of(module: str, monkeypatch) -> argparse.ArgumentParser:
         raise Captured(self)
 
     monkeypatch.setattr(argparse.ArgumentParser, "parse_args", capture)
-    mod = importlib.import_module(module if module not in ("radioml", "train", "build") else f"{module}.__main__")
+    mod = importlib.import_module(module if module not in ("radioml", "train", "build", "compress") else f"{module}.__main__")
     with pytest.raises(Captured) as e:
         mod.main([])
     return e.value.parser

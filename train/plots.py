@@ -7,6 +7,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 
 from radioml.atomic import atomic_path  # noqa: E402
@@ -46,17 +47,25 @@ def plot_accuracy_vs_snr(m: dict, path: Path):
 
 
 def plot_class_accuracy_vs_snr(m: dict, path: Path):
-    fig, ax = plt.subplots(figsize=(10, 6))
-    cmap = plt.get_cmap("tab20")
-    for i, (cls, per) in enumerate(m["accuracy_per_class_snr"].items()):
-        ax.plot([int(s) for s in per], list(per.values()), ls="-" if i < 12 else "--",
-                color=cmap(i % 20), label=cls)
+    """A class x SNR heatmap: 24 lines in one axis reuse colours and cannot be told apart."""
+    classes = list(m["accuracy_per_class_snr"])
+    snrs = sorted({int(s) for per in m["accuracy_per_class_snr"].values() for s in per})
+    grid = np.full((len(classes), len(snrs)), np.nan)
+    for i, cls in enumerate(classes):
+        for s, v in m["accuracy_per_class_snr"][cls].items():
+            grid[i, snrs.index(int(s))] = v
+    fig, ax = plt.subplots(figsize=(11, 7.5))
+    im = ax.imshow(grid, cmap="viridis", vmin=0, vmax=1, aspect="auto")
+    ax.set_xticks(range(len(snrs)), [str(s) for s in snrs])
+    ax.set_yticks(range(len(classes)), classes)
+    for i in range(len(classes)):
+        for j in range(len(snrs)):
+            if np.isfinite(grid[i, j]):
+                ax.text(j, i, f"{grid[i, j] * 100:.0f}", ha="center", va="center", fontsize=5.5,
+                        color="white" if grid[i, j] < 0.6 else "black")
     ax.set_xlabel("SNR (dB)")
-    ax.set_ylabel("accuracy")
-    ax.set_ylim(0, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend(ncol=2, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
-    ax.set_title("Accuracy per modulation vs SNR")
+    ax.set_title("Accuracy per modulation and SNR (%, test split)")
+    fig.colorbar(im, ax=ax, fraction=0.03, label="accuracy")
     _save(fig, path)
 
 
@@ -87,10 +96,11 @@ def plot_trajectory(runs: dict, path: Path):
                     label=label if key == "accuracy" else None)
             ax.plot([final["prunes"]], [final[key]], marker="*", ms=14, color=color, mec="k", ls="none")
         if m.get("floor") is not None:
-            axes[1].axhline(m["floor"], color="gray", ls=":", lw=1)
+            axes[1].axhline(m["floor"], color=color, ls=":", lw=1, label=f"{name}: floor {m['floor']:.3f}")
     axes[2].set_yscale("log")
     for ax, t in zip(axes, ("challenge cost", "feedback accuracy (star: final model)", "eta (weights / kept weights)")):
         ax.set_xlabel("pruning steps in the model")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole
         ax.set_title(t)
         ax.grid(alpha=0.3)
     if axes[1].get_legend_handles_labels()[0]:

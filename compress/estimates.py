@@ -1,0 +1,215 @@
+"""FINN's estimates of a VGG10 configuration, per layer, computed once and cached.
+
+The folding search of the build (build/folding.py) picks, for each folding unit of the
+specialised dataflow graph, its cheapest legal setting within the target cycles, from
+FINN's own per-node cycle and resource estimates. Before FINN minimises bit widths those
+estimates depend only on a unit's shapes, datatypes and folding, never on the weights'
+values (tests/test_hw_search.py checks a trained and a fresh model give the same figures).
+So a unit's candidate list is a function of its weight layer's *signature*
+
+    (layer index, input channels, output channels, input bits, weight bits, output bits)
+
+(the padding and window generator before a layer's MVAU read its inputs; the pool after
+it reads its outputs; the final layer owns the output scale and bias). A configuration's
+estimate at any rate is the build's own `choose` over the cached units of its ten
+signatures: no conversion at all once they are known.
+
+Filling the cache converts a freshly initialised model of a configuration through the
+export's FINN steps and the build's conversion, partition and specialisation (a few
+seconds, no checks: the values do not matter) and stores every layer's units. Moves that
+change disjoint sets of layers are packed into one configuration (`fill`): one
+conversion serves several candidates. The cache is a JSON file, keyed by FPGA part.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+from radioml.atomic import write_json
+from radioml.classes import CLASSES
+
+CACHE_FORMAT = "amc-layer-estimates/1"
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What FINN's estimates of a VGG10 depend on: widths of the 9 hidden groups, bits."""
+
+    widths: tuple  # 7 conv blocks, then 2 hidden dense layers
+    weight_bits: tuple  # 10 weight layers
+    act_bits: tuple  # 9 activations (after each hidden group)
+    input_bits: int
+
+    @classmethod
+    def of(cls, mcfg) -> "Shape":
+        return cls(tuple(mcfg.convs) + tuple(mcfg.denses), tuple(mcfg.weight_bits_each), tuple(mcfg.act_bits_each),
+                   mcfg.input_bits)
+
+    def model_config(self, like):
+        """The ModelConfig of this shape (range and block count from `like`)."""
+        import dataclasses
+
+        n = like.conv_blocks
+        return dataclasses.replace(like, conv_widths=self.widths[:n], dense_widths=self.widths[n:],
+                                   layer_weight_bits=self.weight_bits, layer_act_bits=self.act_bits,
+                                   input_bits=self.input_bits)
+
+    def signature(self, k: int) -> str:
+        """Weight layer k's key: index, in/out channels, in/weight/out bits."""
+        cin = 2 if k == 0 else self.widths[k - 1]
+        cout = self.widths[k] if k < len(self.widths) else len(CLASSES)
+        bin_ = self.input_bits if k == 0 else self.act_bits[k - 1]
+        bout = self.act_bits[k] if k < len(self.act_bits) else 0
+        return f"L{k}:{cin}>{cout}:i{bin_}w{self.weight_bits[k]}a{bout}"
+
+    def signatures(self) -> list[str]:
+        return [self.signature(k) for k in range(len(self.weight_bits))]
+
+    def with_change(self, field: str, index: int, value: int) -> "Shape":
+        vals = list(getattr(self, field))
+        vals[index] = value
+        return Shape(**{**self.__dict__, field: tuple(vals)})
+
+    def touched(self, field: str, index: int) -> set[int]:
+        """Weight layers whose signature a change of widths[i] / act_bits[i] / weight_bits[i] moves."""
+        return {index} if field == "weight_bits" else {index, index + 1}
+
+
+def hw_graph(mcfg, board, seed: int = 0):
+    """The specialised dataflow graph of a freshly initialised model of `mcfg`, as the build has it
+    before folding (the export's FINN steps, then the build's conversion, partition, specialisation)."""
+    import torch
+
+    from build.config import BuildConfig
+    from build.flow import Ctx, _dataflow_cfg, step_partition, step_specialize, step_to_hw_unverified
+    from export import steps
+    from export.finn_env import prepare
+    from radioml.classes import FRAME_LENGTH
+    from train.model import build_vgg10
+
+    prepare()
+    torch.manual_seed(seed)
+    model = build_vgg10(mcfg).train()
+    with torch.no_grad():  # activation scales from a few batches: any values do, the estimates ignore them
+        for _ in range(4):
+            model(torch.randn(8, 2, FRAME_LENGTH) * 0.7)
+    model.eval()
+    with tempfile.TemporaryDirectory(prefix="amc-estimate-") as tmp, contextlib.redirect_stdout(io.StringIO()), \
+            contextlib.redirect_stderr(io.StringIO()):  # FINN's conversion notes, once per candidate shape
+        c = SimpleNamespace(work_dir=tmp)
+        g = steps.step_integer_input(steps.step_export_qonnx(model, c), c)
+        for _, fn, _ in steps.FINN_STEPS:
+            g = fn(g, c)
+        ctx = Ctx(BuildConfig(export_dir=tmp, out=str(Path(tmp) / "b"), board=board.name), board, Path(tmp),
+                  log=lambda *_: None)
+        ctx.dcfg = _dataflow_cfg(ctx)
+        ctx.dcfg.verify_steps = []
+        for step in (step_to_hw_unverified, step_partition, step_specialize):
+            g = step(g, ctx)
+    return g
+
+
+def units_by_layer(model, part: str, n_layers: int) -> list[list]:
+    """The build's folding candidates of a specialised graph, grouped by weight layer:
+    [[ [unit name, [[setting, cycles, LUT, BRAM18, DSP], ...]], ... ] per layer]."""
+    from build.folding import candidates
+
+    out = [[] for _ in range(n_layers)]
+    mvaus = 0
+    for name, cands in candidates(model, part).items():
+        nodes = name.split("+")
+        if any(n.startswith("MVAU") for n in nodes):
+            layer = mvaus
+            mvaus += 1
+        elif len(nodes) == 2:  # a pool's window generator and the pool: the previous layer's outputs
+            layer = mvaus - 1
+        else:  # padding and window generator of the next layer, or the output scale/bias after the last
+            layer = min(mvaus, n_layers - 1)
+        out[layer].append([name, [list(c) for c in cands]])
+    if mvaus != n_layers:
+        raise RuntimeError(f"expected {n_layers} matrix-vector layers in the dataflow graph, found {mvaus}")
+    return out
+
+
+class LayerEstimates:
+    """Per-layer folding candidates by signature, on one part, persisted in a JSON file (optional)."""
+
+    def __init__(self, board, like, path: str | Path | None = None, log=lambda *_: None):
+        self.board, self.like, self.log = board, like, log
+        self.path = Path(path) if path else None
+        self.layers: dict[str, list] = {}
+        self.conversions = 0
+        if self.path and self.path.is_file():
+            try:
+                d = json.loads(self.path.read_text())
+            except ValueError as e:
+                raise ValueError(f"{self.path}: not a readable estimate cache ({e}); delete it") from None
+            if d.get("format") != CACHE_FORMAT or d.get("part") != board.part:
+                raise ValueError(f"{self.path}: an estimate cache of {d.get('format')!r} for part {d.get('part')!r}, "
+                                 f"not {CACHE_FORMAT!r} for {board.part}; pass another --estimate-cache")
+            self.layers = d["layers"]
+
+    def missing(self, shape: Shape) -> list[str]:
+        return [s for s in shape.signatures() if s not in self.layers]
+
+    def convert(self, shape: Shape) -> None:
+        """One conversion of `shape`, every layer stored."""
+        g = hw_graph(shape.model_config(self.like), self.board)
+        for sig, units in zip(shape.signatures(), units_by_layer(g, self.board.part, len(shape.weight_bits))):
+            self.layers[sig] = units
+        self.conversions += 1
+        if self.path:
+            write_json(self.path, {"format": CACHE_FORMAT, "part": self.board.part, "layers": self.layers})
+
+    def fill(self, base: Shape, changes: list[tuple[str, int, int]]) -> None:
+        """Make every signature of `base` with one of `changes` (field, index, value) applied known,
+        packing changes that touch disjoint layers into one conversion each."""
+        if self.missing(base):
+            self.convert(base)
+        todo = [c for c in changes if self.missing(base.with_change(*c))]
+        while todo:
+            shape, used, rest = base, set(), []
+            for field, i, v in todo:
+                t = base.touched(field, i)
+                if t & used:
+                    rest.append((field, i, v))
+                    continue
+                shape, used = shape.with_change(field, i, v), used | t
+            self.log(f"  FINN estimates of {len(todo) - len(rest)} candidate layer shapes (one conversion)")
+            self.convert(shape)
+            todo = [c for c in rest if self.missing(base.with_change(*c))]
+
+    def candidates(self, shape: Shape) -> dict[str, list[tuple]]:
+        """The build's folding candidates of the whole configuration, as build.folding.candidates gives them."""
+        if self.missing(shape):
+            self.convert(shape)
+        out = {}
+        for k, sig in enumerate(shape.signatures()):
+            for name, cands in self.layers[sig]:
+                out[f"L{k}/{name}"] = [tuple(c) for c in cands]
+        return out
+
+    def at_rate(self, shape: Shape, fps: float, clock_ns: float) -> dict:
+        """LUT, BRAM18, DSP of the folding the build's search chooses for `fps`, and whether it meets it."""
+        from build.folding import choose, totals
+
+        cycles = int(1e9 / clock_ns / fps)
+        choices = choose(self.candidates(shape), cycles)
+        return {**totals(choices), "meets": all(c.meets for c in choices), "target_cycles": cycles,
+                "fps": 1e9 / clock_ns / max(c.cycles for c in choices)}
+
+    def max_fps(self, shape: Shape, clock_ns: float, util_cap: float) -> float:
+        """The highest frames/s whose cheapest folding fits util_cap of the part (0 when none fits)."""
+        from build.folding import max_rate
+
+        res = self.board.resources()
+        try:
+            cycles, _ = max_rate(self.candidates(shape), {k: util_cap * res[k] for k in ("LUT", "BRAM_18K", "DSP")})
+        except ValueError:
+            return 0.0
+        return 1e9 / clock_ns / cycles

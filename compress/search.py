@@ -1,0 +1,269 @@
+"""The hardware-aware search: channels and bits together, driven by FINN's estimates at a fixed rate.
+
+From a trained model and a target (board, frames/s, clock), each step (compress/schedule.py
+decides, this module measures and trains):
+
+  1. lists the last good model's moves (one group's channels, one layer's weight or
+     activation bits), and gets FINN's estimate of every resulting configuration from the
+     per-layer cache (compress/estimates.py; a few packed conversions fill it);
+  2. measures each move's hardware saving at the target rate, and its accuracy cost on
+     `probe_frames` feedback frames right after the move; the schedule picks one;
+  3. fine-tunes the moved model (distillation from the start model, compress/finetune.py)
+     for up to `epochs_per_step` epochs; it is kept as soon as the feedback accuracy meets the
+     floor, otherwise rolled back.
+
+Hardware: the LUTs of the folding the build's search chooses at the target rate. A
+configuration that cannot reach the rate at all is charged its LUTs times the factor by
+which it falls short (LUTs x cycles of its slowest layer / target cycles), so the search
+first removes what holds the rate back.
+
+Everything is written to OUT as it happens: search.json (the schedule's state and the
+points, after each step, atomically), points/NN/model.pt (each kept model),
+frontier.json/png, the estimate cache. A killed search rerun with the same command goes on
+from its last finished step: seeds depend on (seed, step), and the kept model is reloaded
+from its model.pt in both cases, so the resumed frontier equals an uninterrupted one.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from radioml.artifacts import ArtifactError, need, read_artifact, write_artifact
+from radioml.atomic import write_text
+
+from .config import NON_SEMANTIC, SearchConfig, validate
+from .estimates import LayerEstimates, Shape
+from .moves import Move, apply_move
+from .schedule import FeedbackSearch
+
+STATE_FORMAT = "amc-hw-search/1"
+log = logging.getLogger("compress")
+
+
+def _check_state(body: dict, path) -> dict:
+    for k in ("config", "schedule", "points", "last_good", "history", "floor", "start_feedback_accuracy"):
+        need(k in body, path, k, "missing")
+    return body
+
+
+class Search:
+    """One search's live objects; `run` steps it to the end."""
+
+    def __init__(self, cfg: SearchConfig, log_fn=None):
+        from build.boards import board
+        from radioml.dataset import RadioMLFile
+        from train.saved_model import load_model
+
+        self.cfg = validate(cfg)
+        self.say = log_fn or log.info
+        self.out = Path(cfg.out)
+        self.board = board(cfg.board)
+        self.clock_ns = cfg.clock_ns or self.board.clock_ns
+        if cfg.threads > 0:
+            torch.set_num_threads(cfg.threads)
+        self.teacher, self.start_cfg, _ = load_model(cfg.start)
+        for p in self.teacher.parameters():
+            p.requires_grad_(False)
+        self.ds = RadioMLFile(cfg.data)
+        split = self.ds.split(None, cfg.val_fraction)
+        self.train_idx, self.feedback, self.test = split.train, split.val, split.test
+        pick = np.linspace(0, len(self.feedback) - 1, min(cfg.probe_frames, len(self.feedback))).round().astype(int)
+        self.probe = self.feedback[np.unique(pick)]
+        self.est = LayerEstimates(self.board, self.start_cfg, cfg.estimate_cache or self.out / "layer_estimates.json",
+                                  log=self.say)
+
+    # ---- measurements -------------------------------------------------------------------
+    def hardware(self, shape: Shape) -> dict:
+        r = self.est.at_rate(shape, self.cfg.target_fps, self.clock_ns)
+        r["objective"] = r["LUT"] * max(1.0, self.cfg.target_fps / r["fps"])
+        return r
+
+    def accuracy(self, model, idx) -> float:
+        from .finetune import accuracy
+
+        return accuracy(model, self.ds, idx)
+
+    def point(self, name: str, model, mcfg, model_path: str, feedback: float | None = None) -> dict:
+        shape = Shape.of(mcfg)
+        hw = self.hardware(shape)
+        res = self.board.resources()
+        fits = all(hw[k] <= self.cfg.util_cap * res[k] for k in ("LUT", "BRAM_18K", "DSP"))
+        return {"name": name, "model": model_path, "widths": list(shape.widths), "weight_bits": list(shape.weight_bits),
+                "act_bits": list(shape.act_bits), "input_bits": shape.input_bits,
+                "feedback_accuracy": feedback if feedback is not None else self.accuracy(model, self.feedback),
+                "test_accuracy": self.accuracy(model, self.test), "lut": hw["LUT"], "bram_18k": hw["BRAM_18K"],
+                "dsp": hw["DSP"], "meets_target": hw["meets"], "fps": hw["fps"], "objective": hw["objective"],
+                "max_fps": self.est.max_fps(shape, self.clock_ns, self.cfg.util_cap), "fits": fits}
+
+    # ---- state ----------------------------------------------------------------------------
+    def _save_point(self, k: int, model, mcfg) -> str:
+        from train.saved_model import save_model
+
+        path = self.out / "points" / f"{k:02d}" / "model.pt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_model(model, mcfg, {"model": mcfg.to_dict(), "search": self.cfg.to_dict()}, path)
+        return str(path)
+
+    def _write_state(self) -> None:
+        write_artifact(self.out / "search.json", STATE_FORMAT, self.state)
+
+    def _write_frontier(self) -> None:
+        from .frontier import plot_frontier, table, write_frontier
+
+        body = {"board": self.board.name, "part": self.board.part, "clock_ns": self.clock_ns,
+                "target_fps": self.cfg.target_fps, "util_cap": self.cfg.util_cap, "floor": self.state["floor"],
+                "capacity_lut": self.board.lut, "start": self.cfg.start, "data": self.cfg.data,
+                "points": copy.deepcopy(self.state["points"]), "alternatives": self.state.get("alternatives", []),
+                "done": self.schedule.done, "stop_reason": self.schedule.stop_reason}
+        write_frontier(self.out, body)
+        plot_frontier(body, self.out / "frontier.png")
+        write_text(self.out / "frontier.txt", table(body) + "\n")
+
+    def open(self) -> None:
+        """Resume OUT's search, or start one (the start model scored as point 00)."""
+        from train.saved_model import load_model
+
+        self.schedule = FeedbackSearch(len(Shape.of(self.start_cfg).widths), self.cfg.p0, self.cfg.divisor,
+                                       self.cfg.p_min, self.cfg.min_weight_bits, self.cfg.min_act_bits,
+                                       self.cfg.max_steps, self.cfg.accuracy_eps)
+        path = self.out / "search.json"
+        if path.exists():
+            try:
+                self.state = _check_state(read_artifact(path, STATE_FORMAT), path)
+            except ArtifactError as e:
+                raise ValueError(str(e)) from None
+            from train.config import semantic_diff
+
+            diff = [d for d in semantic_diff(self.state["config"], self.cfg.to_dict()) if d not in NON_SEMANTIC]
+            if diff:
+                raise ValueError(f"{path}: a search with other settings (differs in {', '.join(diff)}); pass another "
+                                 f"--out")
+            self.schedule.load_state_dict(self.state["schedule"])
+            self.schedule.max_steps = self.cfg.max_steps  # a larger budget continues a search that spent its own
+            if self.schedule.stop_reason.startswith("reached max_steps") and self.schedule.steps < self.cfg.max_steps:
+                self.schedule.done, self.schedule.stop_reason = False, ""
+            self.model, self.mcfg, _ = load_model(self.state["last_good"])
+            self.say(f"resumed {path}: {len(self.state['points'])} points, {self.schedule.steps} moves tried")
+            return
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.model, self.mcfg = copy.deepcopy(self.teacher), self.start_cfg
+        start_acc = self.accuracy(self.model, self.feedback)
+        floor = self.cfg.floor if self.cfg.floor is not None else self.cfg.floor_relative * start_acc
+        model_path = self._save_point(0, self.model, self.mcfg)
+        self.state = {"config": self.cfg.to_dict(), "floor": floor, "start_feedback_accuracy": start_acc,
+                      "points": [], "history": [], "last_good": model_path, "schedule": {}, "alternatives": []}
+        self.state["points"].append(self.point("start", self.model, self.mcfg, model_path, start_acc))
+        self.say(f"start {self.cfg.start}: feedback accuracy {start_acc:.4f} on {len(self.feedback):,} frames, "
+                 f"floor {floor:.4f}; {self._hw_text(self.state['points'][0])}")
+        self._commit()
+
+    def _commit(self) -> None:
+        self.state["schedule"] = self.schedule.state_dict()
+        self._write_state()
+        self._write_frontier()
+
+    def _hw_text(self, p: dict) -> str:
+        rate = "" if p["meets_target"] else f" (reaches only {p['fps']:,.0f} frames/s)"
+        return f"{p['lut']:,.0f} LUT at {self.cfg.target_fps:,} frames/s{rate}"
+
+    # ---- one step -------------------------------------------------------------------------
+    def measure(self) -> list[tuple[Move, float, float]]:
+        shape = Shape.of(self.mcfg)
+        moves = self.schedule.moves(shape)
+        self.est.fill(shape, [m.change() for m in moves])
+        base = self.hardware(shape)["objective"]
+        base_acc = self.accuracy(self.model, self.probe)
+        out = []
+        for m in moves:
+            saving = base - self.hardware(m.shape_after(shape))["objective"]
+            drop = 0.0
+            if saving > 0:
+                moved, _ = apply_move(self.model, self.mcfg, m)
+                drop = base_acc - self.accuracy(moved, self.probe)
+            out.append((m, saving, drop))
+        return out
+
+    def step(self) -> bool:
+        """One move tried (kept or rolled back); False once the search is done."""
+        from train.saved_model import load_model
+
+        from .finetune import epoch_frames, train_epoch
+
+        t0 = time.perf_counter()
+        k = self.schedule.steps + 1
+        shape = Shape.of(self.mcfg)
+        measured = self.measure()
+        move = self.schedule.pick(measured)
+        if move is None:
+            self.say(f"search done: {self.schedule.stop_reason}")
+            self._commit()
+            return False
+        saving, drop = next((s, d) for m, s, d in measured if m == move)
+        self.say(f"step {k}: {move.label(shape)} (saves {saving:,.0f} LUT-equivalents, costs {drop:+.4f} probe "
+                 f"accuracy before fine-tuning; {len(measured)} moves measured)")
+        torch.manual_seed(self.cfg.seed * 100_003 + k)
+        model, mcfg = apply_move(self.model, self.mcfg, move)
+        opt, accs = None, []
+        for e in range(self.cfg.epochs_per_step):
+            frames = epoch_frames(self.train_idx, self.cfg.train_subset, self.cfg.seed, k, e)
+            opt, _ = train_epoch(model, self.teacher, self.ds, frames, lr=self.cfg.lr, batch_size=self.cfg.batch_size,
+                                 kd_weight=self.cfg.kd_weight, kd_temperature=self.cfg.kd_temperature,
+                                 seed=self.cfg.seed * 1000 + k, epoch_key=e, optimizer=opt,
+                                 desc=f"step {k} epoch {e + 1}")
+            accs.append(self.accuracy(model, self.feedback))
+            if accs[-1] >= self.state["floor"]:
+                break
+        kept = accs[-1] >= self.state["floor"]
+        rec = {"step": k, "move": move.to_dict(), "label": move.label(shape), "saving": saving, "probe_drop": drop,
+               "feedback": accs, "kept": kept, "seconds": round(time.perf_counter() - t0, 1)}
+        if kept:
+            self.schedule.kept(move)
+            path = self._save_point(len(self.state["points"]), model, mcfg)
+            self.model, self.mcfg, _ = load_model(path)  # the same model a resumed search continues from
+            self.state["last_good"] = path
+            p = self.point(f"step {k}", self.model, self.mcfg, path, accs[-1])
+            self.state["points"].append(p)
+            self.say(f"  kept: feedback {accs[-1]:.4f} >= floor {self.state['floor']:.4f} after {len(accs)} epoch(s); "
+                     f"{self._hw_text(p)}; test {p['test_accuracy']:.4f}")
+        else:
+            self.schedule.failed(move, shape)
+            self.say(f"  rolled back: feedback {max(accs):.4f} < floor {self.state['floor']:.4f} after {len(accs)} "
+                     f"epoch(s)")
+        self.state["history"].append(rec)
+        self._commit()
+        return not self.schedule.done
+
+    def score_alternatives(self) -> None:
+        from train.saved_model import load_model
+
+        have = {a["model"] for a in self.state.get("alternatives", [])}
+        for path in self.cfg.alternatives or ():
+            if path in have:
+                continue
+            model, mcfg, _ = load_model(path)
+            name = f"{'x'.join(map(str, sorted(set(mcfg.convs))))}-filter dense ({Path(path).parent.name})"
+            p = self.point(name, model, mcfg, str(path))
+            self.state.setdefault("alternatives", []).append(p)
+            self.say(f"alternative {path}: feedback {p['feedback_accuracy']:.4f}, {self._hw_text(p)}")
+        self._commit()
+
+    def run(self) -> dict:
+        self.open()
+        self.score_alternatives()
+        while not self.schedule.done and self.step():
+            pass
+        from .frontier import read_frontier, table
+
+        body = read_frontier(self.out)
+        self.say(table(body))
+        self.ds.close()
+        return body
+
+
+def search(cfg: SearchConfig, log_fn=None) -> dict:
+    return Search(cfg, log_fn).run()
