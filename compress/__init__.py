@@ -1,0 +1,1 @@
+"""Hardware-aware compression: channels and bits searched together against FINN's estimates at a fixed rate."""
