@@ -7,7 +7,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from matplotlib.ticker import MaxNLocator, NullFormatter, ScalarFormatter  # noqa: E402
 import numpy as np  # noqa: E402
 
 from radioml.atomic import atomic_path  # noqa: E402
@@ -98,6 +98,8 @@ def plot_trajectory(runs: dict, path: Path):
         if m.get("floor") is not None:
             axes[1].axhline(m["floor"], color=color, ls=":", lw=1, label=f"{name}: floor {m['floor']:.3f}")
     axes[2].set_yscale("log")
+    axes[2].yaxis.set_major_formatter(ScalarFormatter())  # 1, 2, 3 rather than 3 x 10^0
+    axes[2].yaxis.set_minor_formatter(NullFormatter())
     for ax, t in zip(axes, ("challenge cost", "feedback accuracy (star: final model)", "eta (weights / kept weights)")):
         ax.set_xlabel("pruning steps in the model")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole
