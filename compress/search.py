@@ -266,4 +266,9 @@ class Search:
 
 
 def search(cfg: SearchConfig, log_fn=None) -> dict:
-    return Search(cfg, log_fn).run()
+    """Run (or resume) the search in cfg.out; a second process on the same directory is refused."""
+    from train.loop import run_lock
+
+    validate(cfg)
+    with run_lock(Path(cfg.out), "--out"):
+        return Search(cfg, log_fn).run()

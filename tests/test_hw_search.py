@@ -213,3 +213,14 @@ def test_a_larger_step_budget_continues_a_finished_search(searched, tiny_file, e
     state = json.loads((root / "whole" / "search.json").read_text())
     same = lambda ps: [{k: v for k, v in p.items() if k != "on_frontier"} for p in ps]  # noqa: E731
     assert len(state["history"]) == 3 and same(body["points"][:len(whole["points"])]) == same(whole["points"])
+
+
+def test_a_second_search_on_the_same_directory_is_refused(searched, tiny_file, estimate_cache):
+    from compress.search import search
+    from train.loop import run_lock
+
+    _, _, _, root = searched
+    cfg = _search_cfg(root / "whole", root / "start" / "model.pt", tiny_file, estimate_cache)
+    with run_lock(root / "whole", "--out"):
+        with pytest.raises(ValueError, match="in use by process .* another run on this --out"):
+            search(cfg, log_fn=lambda *_: None)

@@ -446,7 +446,7 @@ def _new_run(cfg: TrainConfig) -> Run:
 
 
 @contextlib.contextmanager
-def run_lock(run_dir: Path):
+def run_lock(run_dir: Path, flag: str = "--run_dir"):
     """Hold an advisory lock on a run directory for the run's life (the main rank's): a second process on the
     same directory fails at once, naming the holder, instead of overwriting its checkpoint."""
     if int(os.environ.get("RANK", "0")) != 0:
@@ -462,8 +462,8 @@ def run_lock(run_dir: Path):
         fh.seek(0)
         holder = fh.read().strip() or "unknown"
         fh.close()
-        raise ValueError(f"{run_dir}: in use by process {holder} (another run on this --run_dir); wait for it to "
-                         f"end or choose another --run_dir") from None
+        raise ValueError(f"{run_dir}: in use by process {holder} (another run on this {flag}); wait for it to "
+                         f"end or choose another {flag}") from None
     fh.seek(0)
     fh.truncate()
     fh.write(str(os.getpid()))
