@@ -78,8 +78,9 @@ def main(argv=None) -> int:
     for name, (accs, test) in rows.items():
         print(f"{name:<36}" + "".join(f"{v:>10.4f}" for v in accs) + f"{test:>10.4f}")
     (ce, ce_t), (kd, kd_t) = rows.values()
+    per_epoch = len(epoch_frames(split.train, a.train_subset, 0, 1, 0))
     print(f"\ndistillation - cross-entropy: {kd[-1] - ce[-1]:+.4f} feedback, {kd_t - ce_t:+.4f} test "
-          f"(same accelerator, {a.epochs} epochs of {len(epoch_frames(split.train, a.train_subset, 0, 1, 0)):,} frames)")
+          f"(same accelerator, {a.epochs} epochs of {per_epoch:,} frames)")
     return 0
 
 

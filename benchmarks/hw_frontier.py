@@ -21,7 +21,8 @@ def main(argv=None) -> int:
     p.add_argument("--data", default="data/synthetic.hdf5", help="RadioML-layout file (default: %(default)s)")
     p.add_argument("--max-steps", type=int, default=8, help="moves the search may try (default: %(default)s)")
     p.add_argument("--second-board", default="Pynq-Z2", help="board of the second target (default: %(default)s)")
-    p.add_argument("--second-fps", type=int, default=90_000, help="frames/s of the second target (default: %(default)s)")
+    p.add_argument("--second-fps", type=int, default=90_000,
+                   help="frames/s of the second target (default: %(default)s)")
     a = p.parse_args(argv)
 
     from compress.__main__ import main as search_main

@@ -31,6 +31,12 @@ def main(argv=None) -> int:
     p.add_argument("--folding", default=d.folding,
                    help="search (fewest estimated LUTs meeting the target), finn (FINN's target_fps), "
                         "or a folding JSON path (default: %(default)s)")
+    p.add_argument("--specialize-layers", default=None, metavar="FILE.json",
+                   help="FINN's specialize-layers JSON: node name (before specialisation, e.g. MVAU_0) -> "
+                        "{\"preferred_impl_style\": \"hls\" or \"rtl\"}; unknown node names are refused")
+    p.add_argument("--standalone-thresholds", action="store_true",
+                   help="FINN's standalone_thresholds: thresholds as their own layers, so FINN specialises the MVAUs "
+                        "to RTL (DSP-based, without the HLS MVAU's 8,191-bit weight-stream cap; more DSPs, fewer LUTs)")
     p.add_argument("--verify-frames", type=int, default=None,
                    help="check frames of the export the folded graph is verified on, node by node (default: all)")
     p.add_argument("--cppsim", action="store_true",

@@ -15,6 +15,8 @@ class BuildConfig:
     max_fps: bool = False  # instead of target_fps: the highest frames/s whose search folding fits util_cap
     util_cap: float = 0.8  # max_fps: fraction of the part's LUT, BRAM and DSP the estimated layers may use
     folding: str = "search"  # search (fewest estimated LUTs meeting target_fps) | finn (FINN's target_fps) | PATH.json
+    specialize_layers: Optional[str] = None  # FINN's specialize-layers JSON (node name -> preferred_impl_style)
+    standalone_thresholds: bool = False  # thresholds as their own layers: MVAUs become RTL (DSPs, no HLS stream cap)
     cppsim: bool = False  # also verify the folded graph in FINN's C++ simulation (needs finn-hlslib, Vitis HLS)
     finn_verify: bool = True  # --bitfile: FINN's folded cppsim and stitched-IP rtlsim verification steps
     verify_frames: Optional[int] = None  # check frames the folded graph is verified on (default: all the export's)

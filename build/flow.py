@@ -77,7 +77,7 @@ def _dataflow_cfg(ctx: Ctx):
         target_fps=ctx.cfg.target_fps, generate_outputs=[DataflowOutputType.ESTIMATE_REPORTS],
         verify_steps=finn_verify_steps(ctx.cfg),
         verify_input_npy=str(ctx.work / "input.npy"), verify_expected_output_npy=str(ctx.work / "expected_output.npy"),
-        save_intermediate_models=True, mvau_wwidth_max=1024)
+        save_intermediate_models=True, mvau_wwidth_max=1024, standalone_thresholds=ctx.cfg.standalone_thresholds)
 
 
 def _check_finn_verification(ctx: Ctx, name: str) -> None:
@@ -146,8 +146,30 @@ def step_partition(model, ctx: Ctx):
 
 
 def step_specialize(model, ctx: Ctx):
+    """FINN's step_specialize_layers; a --specialize-layers JSON naming a node this graph lacks is refused
+    (FINN's ApplyConfig only warns and goes on)."""
     from finn.builder.build_dataflow_steps import step_specialize_layers
+    from qonnx.transformation.general import GiveUniqueNodeNames
 
+    if ctx.cfg.specialize_layers:
+        cfg = read_folding_json(ctx.cfg.specialize_layers)
+        model = model.transform(GiveUniqueNodeNames())  # the names FINN's step gives before applying the file
+        names = {n.name for n in model.graph.node}
+        unknown = sorted(k for k in cfg if k != "Defaults" and k not in names)
+        if unknown:
+            raise ValueError(f"{ctx.cfg.specialize_layers}: no node named {', '.join(unknown)} before specialisation "
+                             f"(its layers: {', '.join(sorted(names))})")
+        write_json(ctx.work / "specialize_layers.json", cfg)
+        ctx.dcfg.specialize_layers_config_file = str(ctx.work / "specialize_layers.json")
+        before = [n.name for n in model.graph.node]
+        model = step_specialize_layers(model, ctx.dcfg)
+        after = [n.op_type for n in model.graph.node]
+        asked = {name: c["preferred_impl_style"] for name, c in cfg.items() if "preferred_impl_style" in c}
+        unmet = [f"{name} ({asked[name]} asked, FINN made {op})" for name, op in zip(before, after)
+                 if name in asked and not op.endswith("_" + asked[name])]
+        if unmet:
+            raise ValueError(f"{ctx.cfg.specialize_layers}: FINN has no such variant of {', '.join(unmet)}")
+        return model
     return step_specialize_layers(model, ctx.dcfg)
 
 
@@ -279,8 +301,11 @@ def apply_folding_json(model, cfg: dict, where: str):
     names = {n.name for n in model.graph.node}
     unknown = sorted(k for k in cfg if k != "Defaults" and k not in names)
     if unknown:
-        raise ValueError(f"{where}: no node named {', '.join(unknown[:5])}{' ...' if len(unknown) > 5 else ''} in "
-                         f"this graph (its layers: {', '.join(n.name for n in model.graph.node[:4])}, ...)")
+        entries = sum(k != "Defaults" for k in cfg)
+        raise ValueError(f"{where}: no node named {', '.join(unknown)} in this graph ({len(unknown)} of {entries} "
+                         f"entries match no node; a folding JSON of another FINN version or topology names other "
+                         f"nodes: this graph's layers are {', '.join(n.name for n in model.graph.node)}; a build's "
+                         f"folding_config.json is a template)")
     try:
         return copy.deepcopy(model).transform(ApplyConfig(cfg))
     except (AttributeError, AssertionError, ValueError, TypeError) as e:
@@ -407,7 +432,9 @@ def check_inputs(cfg: BuildConfig) -> None:
         raise ValueError(f"--verify-frames must be >= 1, got {cfg.verify_frames}")
     check_export_dir(Path(cfg.export_dir))
     folding_file = None if cfg.folding in ("search", "finn") else Path(cfg.folding)
-    check_target(Path(cfg.out), COMMAND, [cfg.export_dir, folding_file], cfg.force)
+    if cfg.specialize_layers:
+        read_folding_json(cfg.specialize_layers)
+    check_target(Path(cfg.out), COMMAND, [cfg.export_dir, folding_file, cfg.specialize_layers], cfg.force)
     if cfg.bitfile:  # fail before hours of work, not after
         require_vivado("bitfile generation (step_hw_ipgen .. step_synthesize_bitfile)")
 

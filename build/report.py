@@ -139,7 +139,8 @@ def build_inputs(cfg) -> dict:
     return {"board": cfg.board, "clock_ns": cfg.clock_ns, "target_fps": None if cfg.max_fps else cfg.target_fps,
             "max_fps": cfg.max_fps, "util_cap": cfg.util_cap if cfg.max_fps else None, "folding": folding,
             "export": ExportIO.read(cfg.export_dir).files["model_finn_streamlined.onnx"],
-            "verify_frames": cfg.verify_frames}
+            "verify_frames": cfg.verify_frames, "standalone_thresholds": cfg.standalone_thresholds,
+            "specialize_layers": cfg.specialize_layers and f"file:{file_digest(cfg.specialize_layers)}"}
 
 
 def _folding_by_node(model) -> dict:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,9 +86,6 @@ def hw_graph(mcfg, board, seed: int = 0):
     before folding (the export's FINN steps, then the build's conversion, partition, specialisation)."""
     import torch
 
-    from build.config import BuildConfig
-    from build.flow import Ctx, _dataflow_cfg, step_partition, step_specialize, step_to_hw_unverified
-    from export import steps
     from export.finn_env import prepare
     from radioml.classes import FRAME_LENGTH
     from train.model import build_vgg10
@@ -99,6 +97,18 @@ def hw_graph(mcfg, board, seed: int = 0):
         for _ in range(4):
             model(torch.randn(8, 2, FRAME_LENGTH) * 0.7)
     model.eval()
+    logging.disable(logging.WARNING)  # FINN logs its conversion notes once per candidate shape
+    try:
+        return _convert(model, board)
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def _convert(model, board):
+    from build.config import BuildConfig
+    from build.flow import Ctx, _dataflow_cfg, step_partition, step_specialize, step_to_hw_unverified
+    from export import steps
+
     with tempfile.TemporaryDirectory(prefix="amc-estimate-") as tmp, contextlib.redirect_stdout(io.StringIO()), \
             contextlib.redirect_stderr(io.StringIO()):  # FINN's conversion notes, once per candidate shape
         c = SimpleNamespace(work_dir=tmp)
@@ -182,6 +192,8 @@ class LayerEstimates:
                 shape, used = shape.with_change(field, i, v), used | t
             self.log(f"  FINN estimates of {len(todo) - len(rest)} candidate layer shapes (one conversion)")
             self.convert(shape)
+            if any(self.missing(base.with_change(*c)) for c in todo if c not in rest):
+                raise RuntimeError(f"converting {shape} did not give the layer signatures it was packed for")
             todo = [c for c in rest if self.missing(base.with_change(*c))]
 
     def candidates(self, shape: Shape) -> dict[str, list[tuple]]:

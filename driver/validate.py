@@ -118,5 +118,10 @@ def _report(m: dict, out) -> None:
         write_json(out, m)
 
 
+def console() -> None:
+    """The `amc-validate` command of the board wheel (python -m driver.wheel)."""
+    sys.exit(main())
+
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -276,3 +276,36 @@ def test_runtime_writable_weights_are_refused_with_a_clear_message(built):
     getCustomOp(mvau).set_nodeattr("ram_style", "ultra")
     with pytest.raises(ValueError, match=f"{mvau.name}: runtime-writable weights .* not supported by driver/"):
         refuse_runtime_weights(model)
+
+
+def test_standalone_thresholds_give_rtl_mvaus_and_the_folded_graph_stays_bit_exact(tmp_path, export_dir, built):
+    """FINN's standalone_thresholds passed through: thresholds become their own layers, MVAUs RTL (DSP-based)."""
+    out = build(BuildConfig(export_dir=str(export_dir), out=str(tmp_path / "st"), target_fps=20_000,
+                            standalone_thresholds=True), log=lambda *_: None)
+    r = json.loads((out / "build_report.json").read_text())
+    kinds = {layer["node"].rsplit("_", 1)[0] for layer in r["layers"]}
+    assert {"MVAU_rtl", "Thresholding_rtl"} <= kinds and "MVAU_hls" not in kinds
+    assert r["folded_verification"]["ok"] and r["meets_target"]
+    default = json.loads((built / "build_report.json").read_text())
+    assert r["resources"]["DSP"] > default["resources"]["DSP"] and r["resources"]["LUT"] < default["resources"]["LUT"]
+    assert r["inputs"]["standalone_thresholds"] is True and default["inputs"]["standalone_thresholds"] is False
+
+
+def test_a_specialize_layers_json_is_applied_and_unknown_nodes_are_refused(tmp_path, export_dir):
+    """FINN's specialize-layers JSON passed through (the last MVAU as HLS instead of RTL); a node named that this
+    graph lacks, or a variant FINN cannot make (it would fall back with a warning), is refused."""
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"MVAU_9": {"preferred_impl_style": "hls"}}))
+    out = build(BuildConfig(export_dir=str(export_dir), out=str(tmp_path / "b"), target_fps=20_000,
+                            specialize_layers=str(spec)), log=lambda *_: None)
+    r = json.loads((out / "build_report.json").read_text())
+    mvaus = [layer["node"] for layer in r["layers"] if layer["node"].startswith("MVAU")]
+    assert len(mvaus) == 10 and all(n.startswith("MVAU_hls") for n in mvaus), mvaus
+    assert r["folded_verification"]["ok"] and r["inputs"]["specialize_layers"].startswith("file:")
+    for bad, msg in (({"MVAU_99": {"preferred_impl_style": "rtl"}}, "no node named MVAU_99 before specialisation"),
+                     ({"FMPadding_0": {"preferred_impl_style": "hls"}},
+                      r"FINN has no such variant of FMPadding_0 \(hls asked, FINN made FMPadding_rtl\)")):
+        spec.write_text(json.dumps(bad))
+        with pytest.raises(Exception, match=msg):
+            build(BuildConfig(export_dir=str(export_dir), out=str(tmp_path / "c"), target_fps=20_000,
+                              specialize_layers=str(spec)), log=lambda *_: None)

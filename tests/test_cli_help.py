@@ -6,7 +6,7 @@ import pytest
 
 CLIS = ["radioml.synthetic", "radioml", "train", "train.compare", "train.table3", "train.report", "train.fidelity",
         "train.import_sandbox", "export.to_finn", "export.check", "export.finn_env", "build", "build.compare",
-        "driver.validate", "compress"]
+        "driver.validate", "driver.wheel", "compress"]
 
 
 class Captured(Exception):
@@ -20,7 +20,8 @@ def parser_of(module: str, monkeypatch) -> argparse.ArgumentParser:
         raise Captured(self)
 
     monkeypatch.setattr(argparse.ArgumentParser, "parse_args", capture)
-    mod = importlib.import_module(module if module not in ("radioml", "train", "build", "compress") else f"{module}.__main__")
+    packages = ("radioml", "train", "build", "compress")  # run as python -m PACKAGE
+    mod = importlib.import_module(f"{module}.__main__" if module in packages else module)
     with pytest.raises(Captured) as e:
         mod.main([])
     return e.value.parser

@@ -394,3 +394,42 @@ def test_validate_peak_memory_for_batch_sizes_1_64_1024(bundle, tmp_path):
     assert rss[1024] < 256, rss
     frame_mb = 1024 * 2 * 4 / 2**20
     assert rss[1] < rss[1024] < rss[1] + 10 * 1024 * frame_mb, rss  # grows with the batch only (a few copies of it)
+
+
+def test_the_board_wheel_holds_only_the_board_side_and_is_reproducible(tmp_path):
+    import zipfile
+
+    from driver.wheel import build_wheel
+
+    a, b = build_wheel(tmp_path / "a"), build_wheel(tmp_path / "b")
+    assert a.read_bytes() == b.read_bytes()
+    with zipfile.ZipFile(a) as z:
+        names = z.namelist()
+        meta = z.read(next(n for n in names if n.endswith("/METADATA"))).decode()
+    assert {n.split("/")[0] for n in names if not n.startswith("amc_board-")} == {"radioml", "driver"}
+    assert "driver/validate.py" in names and "radioml/dataset.py" in names
+    assert "Requires-Python: >=3.8" in meta and "torch" not in meta and 'h5py; extra == "data"' in meta
+
+
+@pytest.mark.slow
+def test_the_board_wheel_installs_and_runs_under_a_pynq_image_python(tmp_path, small_file):
+    """pip install of the wheel under Python 3.8 with numpy 1.x: the amc-validate command and the reader work."""
+    from driver.wheel import build_wheel
+
+    py = _python38()
+    if py is None:
+        pytest.skip("no Python 3.8 interpreter here (set AMC_PYTHON38)")
+    wheel = build_wheel(tmp_path / "dist")
+    venv = tmp_path / "board"
+    subprocess.run([py, "-m", "venv", str(venv)], check=True)
+    r = subprocess.run([str(venv / "bin/pip"), "install", "-q", "numpy<2", "h5py<3.12", str(wheel)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = subprocess.run([str(venv / "bin/amc-validate"), "--help"], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0 and "--bundle" in r.stdout, r.stderr[-2000:]
+    code = ("import sys, driver, radioml; from radioml.dataset import RadioMLFile\n"
+            "assert '/site-packages/' in driver.__file__, driver.__file__\n"
+            "with RadioMLFile(sys.argv[1]) as ds: print(len(ds.split().test))\n")
+    r = subprocess.run([str(venv / "bin/python"), "-c", code, str(small_file)], capture_output=True, text=True,
+                       cwd=tmp_path, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    assert r.returncode == 0 and r.stdout.split() == ["624"], r.stderr[-2000:]

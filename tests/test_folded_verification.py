@@ -99,8 +99,10 @@ def test_a_folding_file_breaking_a_rule_is_refused_before_the_first_step(tmp_pat
     assert err.endswith("(depthwise pair) (and 6 more)")
     assert sorted(os.listdir(tmp_path)) == ["mismatched.json"]
     unknown = tmp_path / "unknown.json"
-    unknown.write_text(json.dumps({"Defaults": {}, "MatrixVectorActivation_0": {"PE": 4, "SIMD": 6}}))
-    with pytest.raises(ValueError, match=f"{unknown}: no node named MatrixVectorActivation_0 in this graph"):
+    unknown.write_text(json.dumps({"Defaults": {}, "MatrixVectorActivation_0": {"PE": 4, "SIMD": 6},  # finn-examples'
+                                   "StreamingMaxPool_Batch_0": {}, "MVAU_hls_0": {"PE": 1}}))
+    with pytest.raises(ValueError, match=f"{unknown}: no node named MatrixVectorActivation_0, StreamingMaxPool_Batch_0 "
+                                         r"in this graph \(2 of 3 entries match no node.*layers are FMPadding_rtl_0, "):
         build(BuildConfig(export_dir=str(fresh_export), out=str(tmp_path / "c"), folding=str(unknown)), **QUIET)
     unknown.write_text("{not json")
     with pytest.raises(ValueError, match=f"{unknown}: not a readable folding JSON"):

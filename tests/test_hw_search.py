@@ -222,5 +222,5 @@ def test_a_second_search_on_the_same_directory_is_refused(searched, tiny_file, e
     _, _, _, root = searched
     cfg = _search_cfg(root / "whole", root / "start" / "model.pt", tiny_file, estimate_cache)
     with run_lock(root / "whole", "--out"):
-        with pytest.raises(ValueError, match="in use by process .* another run on this --out"):
+        with pytest.raises(ValueError, match=r"in use by process \d+ \(another run on this --out\)"):
             search(cfg, log_fn=lambda *_: None)
