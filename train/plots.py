@@ -97,9 +97,11 @@ def plot_trajectory(runs: dict, path: Path):
             ax.plot([final["prunes"]], [final[key]], marker="*", ms=14, color=color, mec="k", ls="none")
         if m.get("floor") is not None:
             axes[1].axhline(m["floor"], color=color, ls=":", lw=1, label=f"{name}: floor {m['floor']:.3f}")
-    axes[2].set_yscale("log")
-    axes[2].yaxis.set_major_formatter(ScalarFormatter())  # 1, 2, 3 rather than 3 x 10^0
-    axes[2].yaxis.set_minor_formatter(NullFormatter())
+    etas = [rec["eta_measured"] for m in runs.values() for rec in m.get("rounds", [])]
+    if etas and max(etas) > 20:  # log only where eta spans decades; a log axis over 1..3 has one labelled tick
+        axes[2].set_yscale("log")
+        axes[2].yaxis.set_major_formatter(ScalarFormatter())  # 10, 100 rather than 10^1, 10^2
+        axes[2].yaxis.set_minor_formatter(NullFormatter())
     for ax, t in zip(axes, ("challenge cost", "feedback accuracy (star: final model)", "eta (weights / kept weights)")):
         ax.set_xlabel("pruning steps in the model")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole
