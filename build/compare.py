@@ -103,13 +103,13 @@ def table(rows: list[dict], board: str, target_fps: int, util_cap: float) -> str
                      + [fmt(x) for x in lines[1:]])
 
 
-def frontier(rows: list[dict]) -> list[dict]:
-    """Rows no other row beats on both LUTs (fewer) and accuracy (higher), by LUT."""
+def frontier(rows: list[dict], accuracy: str = "accuracy") -> list[dict]:
+    """Rows no other row beats on both LUTs (fewer) and `accuracy` (higher), by LUT."""
     best, out = -1.0, []
-    for r in sorted(rows, key=lambda r: (r["lut"], -r["accuracy"])):
-        if r["accuracy"] > best:
+    for r in sorted(rows, key=lambda r: (r["lut"], -r[accuracy])):
+        if r[accuracy] > best:
             out.append(r)
-            best = r["accuracy"]
+            best = r[accuracy]
     return out
 
 

@@ -152,13 +152,9 @@ def step_specialize(model, ctx: Ctx):
     from qonnx.transformation.general import GiveUniqueNodeNames
 
     if ctx.cfg.specialize_layers:
-        cfg = read_folding_json(ctx.cfg.specialize_layers)
+        cfg = read_folding_json(ctx.cfg.specialize_layers, "specialize-layers JSON")
         model = model.transform(GiveUniqueNodeNames())  # the names FINN's step gives before applying the file
-        names = {n.name for n in model.graph.node}
-        unknown = sorted(k for k in cfg if k != "Defaults" and k not in names)
-        if unknown:
-            raise ValueError(f"{ctx.cfg.specialize_layers}: no node named {', '.join(unknown)} before specialisation "
-                             f"(its layers: {', '.join(sorted(names))})")
+        refuse_unknown_nodes(model, cfg, ctx.cfg.specialize_layers, "before specialisation")
         write_json(ctx.work / "specialize_layers.json", cfg)
         ctx.dcfg.specialize_layers_config_file = str(ctx.work / "specialize_layers.json")
         before = [n.name for n in model.graph.node]
@@ -282,30 +278,36 @@ class FoldedGraphDiverges(RuntimeError):
     """The folded graph the hardware is generated from does not compute what the export checked."""
 
 
-def read_folding_json(path) -> dict:
-    """A folding JSON as FINN's ApplyConfig reads it (node name -> {attribute: value}, optional Defaults)."""
+def read_folding_json(path, what: str = "folding JSON") -> dict:
+    """A node-config JSON as FINN's ApplyConfig reads it (node name -> {attribute: value}, optional Defaults):
+    a folding JSON, or a specialize-layers JSON."""
     path = Path(path)
     try:
         cfg = json.loads(path.read_text())
     except (OSError, ValueError) as e:
-        raise ValueError(f"{path}: not a readable folding JSON ({e})") from None
+        raise ValueError(f"{path}: not a readable {what} ({e})") from None
     if not isinstance(cfg, dict) or not all(isinstance(v, dict) for v in cfg.values()):
-        raise ValueError(f"{path}: a folding JSON maps node names to attribute dicts")
+        raise ValueError(f"{path}: a {what} maps node names to attribute dicts")
     return cfg
+
+
+def refuse_unknown_nodes(model, cfg: dict, where, when: str, hint: str = "") -> None:
+    """FINN's ApplyConfig skips entries naming no node, node by node: a config written for another FINN version
+    or topology is refused instead, with every unmatched name and this graph's layer names."""
+    names = [n.name for n in model.graph.node]
+    unknown = sorted(k for k in cfg if k != "Defaults" and k not in names)
+    if unknown:
+        entries = sum(k != "Defaults" for k in cfg)
+        raise ValueError(f"{where}: no node named {', '.join(unknown)} {when} ({len(unknown)} of {entries} "
+                         f"entries match no node; a config of another FINN version or topology names other "
+                         f"nodes: this graph's layers are {', '.join(names)}{hint})")
 
 
 def apply_folding_json(model, cfg: dict, where: str):
     """The model with a folding JSON applied by FINN's ApplyConfig; unknown nodes or attributes refused."""
     from finn.transformation.general import ApplyConfig
 
-    names = {n.name for n in model.graph.node}
-    unknown = sorted(k for k in cfg if k != "Defaults" and k not in names)
-    if unknown:
-        entries = sum(k != "Defaults" for k in cfg)
-        raise ValueError(f"{where}: no node named {', '.join(unknown)} in this graph ({len(unknown)} of {entries} "
-                         f"entries match no node; a folding JSON of another FINN version or topology names other "
-                         f"nodes: this graph's layers are {', '.join(n.name for n in model.graph.node)}; a build's "
-                         f"folding_config.json is a template)")
+    refuse_unknown_nodes(model, cfg, where, "in this graph", "; a build's folding_config.json is a template")
     try:
         return copy.deepcopy(model).transform(ApplyConfig(cfg))
     except (AttributeError, AssertionError, ValueError, TypeError) as e:
@@ -328,14 +330,21 @@ def check_folding_file(cfg: BuildConfig, log) -> None:
 
     fold = read_folding_json(cfg.folding)
     log(f"checking {cfg.folding} against FINN's folding rules")
-    with tempfile.TemporaryDirectory(prefix=".folding-check") as tmp:
+    model = specialised_graph(ModelWrapper(str(Path(cfg.export_dir) / "model_finn_streamlined.onnx")), cfg)
+    refuse_rule_breaking_folding(apply_folding_json(model, fold, cfg.folding), cfg.folding)
+
+
+def specialised_graph(streamlined, cfg: BuildConfig):
+    """A streamlined graph taken through this build's conversion, partition and specialisation in memory,
+    unverified (a few seconds): the graph the folding applies to."""
+    with tempfile.TemporaryDirectory(prefix=".specialise-") as tmp:
         ctx = Ctx(cfg, board(cfg.board), Path(tmp), log=lambda *_: None)
         ctx.dcfg = _dataflow_cfg(ctx)
         ctx.dcfg.verify_steps = []
-        model = ModelWrapper(str(Path(cfg.export_dir) / "model_finn_streamlined.onnx"))
+        model = streamlined
         for step in (step_to_hw_unverified, step_partition, step_specialize):
             model = step(model, ctx)
-        refuse_rule_breaking_folding(apply_folding_json(model, fold, cfg.folding), cfg.folding)
+    return model
 
 
 def step_estimates(model, ctx: Ctx):
@@ -433,7 +442,7 @@ def check_inputs(cfg: BuildConfig) -> None:
     check_export_dir(Path(cfg.export_dir))
     folding_file = None if cfg.folding in ("search", "finn") else Path(cfg.folding)
     if cfg.specialize_layers:
-        read_folding_json(cfg.specialize_layers)
+        read_folding_json(cfg.specialize_layers, "specialize-layers JSON")
     check_target(Path(cfg.out), COMMAND, [cfg.export_dir, folding_file, cfg.specialize_layers], cfg.force)
     if cfg.bitfile:  # fail before hours of work, not after
         require_vivado("bitfile generation (step_hw_ipgen .. step_synthesize_bitfile)")

@@ -19,16 +19,9 @@ import typing
 
 from radioml.cli import run_main
 
+from train.config import flag_type
+
 from .config import SearchConfig
-
-
-def _flag_type(tp):
-    if typing.get_origin(tp) is typing.Union:
-        inner = _flag_type(next(a for a in typing.get_args(tp) if a is not type(None)))
-        return lambda s: None if s.lower() == "none" else inner(s)
-    if typing.get_origin(tp) is tuple:
-        return lambda s: tuple(v for v in s.split(",") if v)
-    return tp
 
 
 def parser() -> argparse.ArgumentParser:
@@ -39,7 +32,7 @@ def parser() -> argparse.ArgumentParser:
     for f in dataclasses.fields(SearchConfig):
         choices = f.metadata.get("choices")
         shown = ",".join(f.default) if isinstance(f.default, tuple) else f.default
-        p.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=_flag_type(hints[f.name]), default=f.default,
+        p.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=flag_type(hints[f.name]), default=f.default,
                        choices=choices, help=f"{f.metadata['help']} (default: {shown})")
     return p
 

@@ -106,7 +106,7 @@ def hw_graph(mcfg, board, seed: int = 0):
 
 def _convert(model, board):
     from build.config import BuildConfig
-    from build.flow import Ctx, _dataflow_cfg, step_partition, step_specialize, step_to_hw_unverified
+    from build.flow import specialised_graph
     from export import steps
 
     with tempfile.TemporaryDirectory(prefix="amc-estimate-") as tmp, contextlib.redirect_stdout(io.StringIO()), \
@@ -115,13 +115,7 @@ def _convert(model, board):
         g = steps.step_integer_input(steps.step_export_qonnx(model, c), c)
         for _, fn, _ in steps.FINN_STEPS:
             g = fn(g, c)
-        ctx = Ctx(BuildConfig(export_dir=tmp, out=str(Path(tmp) / "b"), board=board.name), board, Path(tmp),
-                  log=lambda *_: None)
-        ctx.dcfg = _dataflow_cfg(ctx)
-        ctx.dcfg.verify_steps = []
-        for step in (step_to_hw_unverified, step_partition, step_specialize):
-            g = step(g, ctx)
-    return g
+        return specialised_graph(g, BuildConfig(export_dir=tmp, board=board.name))
 
 
 def units_by_layer(model, part: str, n_layers: int) -> list[list]:
@@ -158,7 +152,8 @@ class LayerEstimates:
             try:
                 d = json.loads(self.path.read_text())
             except ValueError as e:
-                raise ValueError(f"{self.path}: not a readable estimate cache ({e}); delete it") from None
+                raise ValueError(f"{self.path}: not a readable estimate cache ({e}); pass another --estimate-cache") \
+                    from None
             if d.get("format") != CACHE_FORMAT or d.get("part") != board.part:
                 raise ValueError(f"{self.path}: an estimate cache of {d.get('format')!r} for part {d.get('part')!r}, "
                                  f"not {CACHE_FORMAT!r} for {board.part}; pass another --estimate-cache")

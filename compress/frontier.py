@@ -42,13 +42,11 @@ def check(body: dict, path) -> dict:
 
 def mark_frontier(points: list[dict]) -> list[dict]:
     """Set on_frontier: reaches the rate, and no such point has fewer LUTs and a higher feedback accuracy."""
-    best = -1.0
+    from build.compare import frontier
+
+    on = {id(p) for p in frontier([p for p in points if p["meets_target"]], "feedback_accuracy")}
     for p in points:
-        p["on_frontier"] = False
-    for p in sorted((p for p in points if p["meets_target"]), key=lambda p: (p["lut"], -p["feedback_accuracy"])):
-        if p["feedback_accuracy"] > best:
-            p["on_frontier"] = True
-            best = p["feedback_accuracy"]
+        p["on_frontier"] = id(p) in on
     return points
 
 

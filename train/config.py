@@ -166,10 +166,11 @@ def load_config(path: str | Path) -> TrainConfig:
     return _from_dict(TrainConfig, d, str(path))
 
 
-def _parser_type(tp):
+def flag_type(tp):
+    """argparse type of a config field's type hint (Optional, comma-separated tuples, true/false booleans)."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
-        inner = _parser_type(next(a for a in typing.get_args(tp) if a is not type(None)))
+        inner = flag_type(next(a for a in typing.get_args(tp) if a is not type(None)))
         return lambda s: None if s.lower() == "none" else inner(s)
     if origin is tuple:  # comma-separated, e.g. --model.conv_widths 32,32,24,24,16,16,16
         item = typing.get_args(tp)[0]
@@ -198,7 +199,7 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
         value = getattr(owner, f.name)
         shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
         metavar = "{" + ",".join(choices) + "}" if choices else ("{true,false}" if tp is bool else None)
-        p.add_argument(f"--{name}", dest=name, type=_parser_type(tp), default=None, choices=choices, metavar=metavar,
+        p.add_argument(f"--{name}", dest=name, type=flag_type(tp), default=None, choices=choices, metavar=metavar,
                        help=f"{text} (default: {shown})")
 
 
