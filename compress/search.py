@@ -42,6 +42,7 @@ from .moves import Move, apply_move
 from .schedule import FeedbackSearch
 
 STATE_FORMAT = "amc-hw-search/1"
+OWN_BEFORE_STATE = {"layer_estimates.json", "points"}  # what a search writes before its first search.json
 log = logging.getLogger("compress")
 
 
@@ -265,10 +266,22 @@ class Search:
         return body
 
 
+def refuse_foreign_out(out: Path) -> None:
+    """A search writes only into a new directory, or one a search wrote (it has search.json, or only what a
+    search writes before that): never among someone else's files."""
+    if not out.is_dir() or (out / "search.json").exists():
+        return
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in OWN_BEFORE_STATE and not p.name.startswith("."))
+    if foreign:
+        raise ValueError(f"{out}: holds {', '.join(foreign[:5])}{' ...' if len(foreign) > 5 else ''} and no "
+                         f"search.json: not a search directory; pass a new or empty --out")
+
+
 def search(cfg: SearchConfig, log_fn=None) -> dict:
     """Run (or resume) the search in cfg.out; a second process on the same directory is refused."""
     from train.loop import run_lock
 
     validate(cfg)
+    refuse_foreign_out(Path(cfg.out))
     with run_lock(Path(cfg.out), "--out"):
         return Search(cfg, log_fn).run()

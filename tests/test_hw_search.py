@@ -224,3 +224,21 @@ def test_a_second_search_on_the_same_directory_is_refused(searched, tiny_file, e
     with run_lock(root / "whole", "--out"):
         with pytest.raises(ValueError, match=r"in use by process \d+ \(another run on this --out\)"):
             search(cfg, log_fn=lambda *_: None)
+
+
+def test_a_search_refuses_a_directory_it_did_not_write_and_leaves_it_as_it_was(tmp_path, tiny_file, estimate_cache):
+    from compress.search import search
+
+    start = _save(_model(SMALL, seed=5), SMALL, tmp_path / "start" / "model.pt")
+    other = tmp_path / "someones-run"
+    other.mkdir()
+    (other / "model.pt").write_bytes(b"theirs")
+    with pytest.raises(ValueError, match=r"someones-run: holds model.pt and no search.json: not a search directory"):
+        search(_search_cfg(other, start, tiny_file, estimate_cache), log_fn=lambda *_: None)
+    assert [p.name for p in other.iterdir()] == ["model.pt"] and (other / "model.pt").read_bytes() == b"theirs"
+    junk = tmp_path / "junk.json"
+    junk.write_text("{not json")
+    cfg = _search_cfg(tmp_path / "new", start, tiny_file, junk)
+    with pytest.raises(ValueError, match=r"junk.json: not a readable estimate cache .*pass another --estimate-cache"):
+        search(cfg, log_fn=lambda *_: None)
+    assert junk.read_text() == "{not json"
