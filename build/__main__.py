@@ -11,6 +11,7 @@ from dataclasses import fields
 from radioml.cli import run_main
 
 from .boards import BOARDS
+from .class_output import OUTPUTS
 from .config import BuildConfig, fraction
 
 
@@ -37,6 +38,10 @@ def main(argv=None) -> int:
     p.add_argument("--standalone-thresholds", action="store_true",
                    help="FINN's standalone_thresholds: thresholds as their own layers, so FINN specialises the MVAUs "
                         "to RTL (DSP-based, without the HLS MVAU's 8,191-bit weight-stream cap; more DSPs, fewer LUTs)")
+    p.add_argument("--output", default=d.output, choices=OUTPUTS,
+                   help="what the accelerator streams out a frame: logits (the 24 class scores) or class (FINN's "
+                        "LabelSelect: the top-1 class index, 1 byte; needs an integer last-layer bias, e.g. Brevitas "
+                        "Int32Bias) (default: %(default)s)")
     p.add_argument("--verify-frames", type=int, default=None,
                    help="check frames of the export the folded graph is verified on, node by node (default: all)")
     p.add_argument("--cppsim", action="store_true",

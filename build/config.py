@@ -17,6 +17,7 @@ class BuildConfig:
     folding: str = "search"  # search (fewest estimated LUTs meeting target_fps) | finn (FINN's target_fps) | PATH.json
     specialize_layers: Optional[str] = None  # FINN's specialize-layers JSON (node name -> preferred_impl_style)
     standalone_thresholds: bool = False  # thresholds as their own layers: MVAUs become RTL (DSPs, no HLS stream cap)
+    output: str = "logits"  # logits (24 scores a frame) | class (FINN's LabelSelect: the top-1 class index a frame)
     cppsim: bool = False  # also verify the folded graph in FINN's C++ simulation (needs finn-hlslib, Vitis HLS)
     finn_verify: bool = True  # --bitfile: FINN's folded cppsim and stitched-IP rtlsim verification steps
     verify_frames: Optional[int] = None  # check frames the folded graph is verified on (default: all the export's)

@@ -34,6 +34,7 @@ from radioml.atomic import write_json
 from radioml.publish import check_target, keep_failed, publish, work_dir
 
 from .boards import Board, board
+from .class_output import OUTPUTS
 from .config import BuildConfig
 from export.finn_env import XilinxToolMissing, default_build_dir, prepare, require_vivado
 
@@ -125,9 +126,15 @@ def step_load(_, ctx: Ctx):
 
 
 def step_to_hw_unverified(model, ctx: Ctx):
+    """FINN's step_convert_to_hw and finn-plus's step_convert_final_layers (with --output class after the
+    graph is made to end in a TopK: build/class_output.py); a layer left without HW implementation fails."""
     from finn.builder.build_dataflow_steps import step_convert_to_hw
     from finn.builder.custom_step_library.conv1d import step_convert_final_layers
 
+    if ctx.cfg.output == "class":
+        from .class_output import end_in_class_index
+
+        model = end_in_class_index(model)
     model = step_convert_final_layers(step_convert_to_hw(model, ctx.dcfg), ctx.dcfg)
     non_hw = [n.op_type for n in model.graph.node if n.domain != "finn.custom_op.fpgadataflow"]
     if non_hw:
@@ -136,6 +143,9 @@ def step_to_hw_unverified(model, ctx: Ctx):
 
 
 def step_to_hw(model, ctx: Ctx):
+    if ctx.cfg.output == "class":  # FINN's verification compares with the top-1 class of the expected logits
+        logits = np.load(Path(ctx.cfg.export_dir) / "expected_output.npy")
+        np.save(ctx.work / "expected_output.npy", logits.reshape(len(logits), -1).argmax(1)[:, None].astype(np.float32))
     return _verify(step_to_hw_unverified(model, ctx), ctx, "hw_layers_python")
 
 
@@ -223,14 +233,14 @@ def step_verify_folded(model, ctx: Ctx):
     with --cppsim its HLS layers also in FINN's C++ simulation, where the tools exist."""
     from .verify_folded import cppsim_missing, prepare_cppsim, verify_folded
 
-    ints, torch_logits, ties, streamlined = _check_frames(ctx)
-    res = verify_folded(model, streamlined, ints, torch_logits, ties, progress=_progress(ctx, "python"))
+    ints, ref_logits, ties, streamlined, reference = _check_frames(ctx)
+    res = verify_folded(model, streamlined, ints, ref_logits, ties, progress=_progress(ctx, "python"))
     ctx.notes["folded_verification"] = res.to_dict()
     if not res.ok:
         raise FoldedGraphDiverges(f"the folded dataflow graph diverges from the checked export on {res.frames} "
                                   f"check frames: {res.detail}")
     ctx.log(f"  folded graph bit-exact with the streamlined export graph on {res.frames} check frames "
-            f"(every node against FINN's Python reference; top-1 {res.torch['top1_agreement']:.0%} with PyTorch)")
+            f"(every node against FINN's Python reference; top-1 {res.reference['top1_agreement']:.0%} with {reference})")
     if ctx.cfg.cppsim:
         missing = cppsim_missing()
         if missing:
@@ -238,7 +248,7 @@ def step_verify_folded(model, ctx: Ctx):
             ctx.log("  cppsim skipped: it needs " + "; ".join(missing))
         else:
             ctx.log("  cppsim: compiling every HLS layer (about half a minute each)")
-            res = verify_folded(prepare_cppsim(copy.deepcopy(model)), streamlined, ints, torch_logits, ties,
+            res = verify_folded(prepare_cppsim(copy.deepcopy(model)), streamlined, ints, ref_logits, ties,
                                 cppsim=True, progress=_progress(ctx, "cppsim"))
             ctx.notes["cppsim"] = {"ran": True, **res.to_dict()}
             if not res.ok:
@@ -255,8 +265,8 @@ def _progress(ctx: Ctx, what: str):
 
 
 def _check_frames(ctx: Ctx):
-    """(integer frames in the graph's input layout, PyTorch logits, rounding-tie frames the export excused,
-    the streamlined graph) from the export directory."""
+    """(integer frames in the graph's input layout, reference logits, rounding-tie frames the export excused,
+    the streamlined graph (ending in the TopK with --output class), what the reference is) from the export."""
     from qonnx.core.modelwrapper import ModelWrapper
 
     from export.report_file import ExportReport
@@ -265,13 +275,19 @@ def _check_frames(ctx: Ctx):
     src = Path(ctx.cfg.export_dir)
     io = check_export_dir(src)
     g = np.load(src / "golden.npz")
-    frames, torch_logits = g["frames"], g["torch_logits"]
+    frames, ref_logits = g["frames"], g["reference_logits"]
     if ctx.cfg.verify_frames:
-        frames, torch_logits = frames[:ctx.cfg.verify_frames], torch_logits[:ctx.cfg.verify_frames]
-    excused = set(ExportReport.read(src).stage(f"finn/{FINN_STEPS[-1][0]}")["excused"])
+        frames, ref_logits = frames[:ctx.cfg.verify_frames], ref_logits[:ctx.cfg.verify_frames]
+    rep = ExportReport.read(src)
+    excused = set(rep.stage(f"finn/{FINN_STEPS[-1][0]}")["excused"])
     ties = np.array([k in excused for k in range(len(frames))])
     ints = to_layout(io.input_quant.quantize(frames), FINN_STEPS[-1][2])
-    return ints, torch_logits, ties, ModelWrapper(str(src / "model_finn_streamlined.onnx"))
+    streamlined = ModelWrapper(str(src / "model_finn_streamlined.onnx"))
+    if ctx.cfg.output == "class":
+        from .class_output import end_in_class_index
+
+        streamlined = end_in_class_index(streamlined)
+    return ints, ref_logits, ties, streamlined, rep.reference
 
 
 class FoldedGraphDiverges(RuntimeError):
@@ -437,9 +453,22 @@ def check_inputs(cfg: BuildConfig) -> None:
         raise ValueError(f"--target-fps must be a whole number of frames/s >= 1, got {cfg.target_fps}")
     if not 0 < cfg.util_cap <= 1:
         raise ValueError(f"--util-cap must be in (0, 1], got {cfg.util_cap}")
+    if cfg.output not in OUTPUTS:
+        raise ValueError(f"--output must be one of {', '.join(OUTPUTS)}, got {cfg.output!r}")
     if cfg.verify_frames is not None and cfg.verify_frames < 1:
         raise ValueError(f"--verify-frames must be >= 1, got {cfg.verify_frames}")
     check_export_dir(Path(cfg.export_dir))
+    if cfg.output == "class":  # a graph that cannot end in a LabelSelect is refused before any step
+        from qonnx.core.modelwrapper import ModelWrapper
+
+        from .class_output import end_in_class_index
+
+        prepare()
+        streamlined = Path(cfg.export_dir) / "model_finn_streamlined.onnx"
+        try:
+            end_in_class_index(ModelWrapper(str(streamlined)))
+        except ValueError as e:
+            raise ValueError(f"{streamlined}: {e}") from None
     folding_file = None if cfg.folding in ("search", "finn") else Path(cfg.folding)
     if cfg.specialize_layers:
         read_folding_json(cfg.specialize_layers, "specialize-layers JSON")
@@ -534,7 +563,8 @@ class BuildFailed(RuntimeError):
 
 
 def _write_driver_io(work: Path, out: Path, rep: dict, ctx: Ctx) -> None:
-    """driver_io.json: what driver/ needs on the board; paths relative to the bundle, so it can move."""
+    """driver_io.json: what driver/ needs on the board; paths relative to the bundle, so it can move. Beside it
+    FINN's driver/settings.json, what finn-plus-driver reads (build/finn_settings.py)."""
     from radioml.artifacts import DriverIO
 
     b, cfg = ctx.board, ctx.cfg
@@ -546,7 +576,11 @@ def _write_driver_io(work: Path, out: Path, rep: dict, ctx: Ctx) -> None:
             raise RuntimeError(f"{work / 'bitfile'}: expected one bitfile from FINN, found "
                                f"{', '.join(p.name for p in found) or 'none'}")
         bit = found[0].relative_to(work).as_posix()  # bitfile/finn-accel.bit, Alveo bitfile/finn-accel-0.xclbin
+    from .finn_settings import write_finn_settings
+
+    platform = "alveo" if b.shell == "vitis_alveo" else "zynq-iodma"
     DriverIO(io_shape_dict=rep["io_shape_dict"], input_quant=exp_io.input_quant, classes=exp_io.classes, bitfile=bit,
-             board=b.name, platform="alveo" if b.shell == "vitis_alveo" else "zynq-iodma", clock_ns=ctx.clock_ns,
+             board=b.name, platform=platform, clock_ns=ctx.clock_ns, output=cfg.output,
              export_dir=os.path.relpath(Path(cfg.export_dir).resolve(), out.resolve()),
              export_files=exp_io.files).write(work)
+    write_finn_settings(work, rep["io_shape_dict"], platform, ctx.clock_ns)

@@ -140,6 +140,7 @@ def build_inputs(cfg) -> dict:
             "max_fps": cfg.max_fps, "util_cap": cfg.util_cap if cfg.max_fps else None, "folding": folding,
             "export": ExportIO.read(cfg.export_dir).files["model_finn_streamlined.onnx"],
             "verify_frames": cfg.verify_frames, "standalone_thresholds": cfg.standalone_thresholds,
+            "output": cfg.output,
             "specialize_layers": cfg.specialize_layers and f"file:{file_digest(cfg.specialize_layers)}"}
 
 

@@ -7,7 +7,7 @@ set, layers specialised to HLS/RTL) on the export's check frames and compares it
     every layer despecialised to its hardware-abstraction op), bit for bit; the first
     diverging node is named with its folding and its producer's;
   * at the output, bit for bit with the streamlined graph the export checked, and with the
-    PyTorch logits under the export's own rule (export.golden.judge, its excused rounding-tie
+    export's reference logits (PyTorch's, or a QONNX source's) under the export's own rule (export.golden.judge, its excused rounding-tie
     frames excused again).
 
 The folded graph runs "in stream order", as the hardware moves data, with FINN's own layer
@@ -169,7 +169,7 @@ class FoldedVerification:
     first_diverging: dict | None = None  # node, op_type, mismatches, folding
     output_vs_streamlined_max_abs: float = 0.0
     output_bit_exact: bool = True
-    torch: dict = field(default_factory=dict)  # export.golden.judge against the PyTorch logits
+    reference: dict = field(default_factory=dict)  # export.golden.judge against the export's reference logits
     detail: str = ""
 
     def to_dict(self) -> dict:
@@ -182,13 +182,14 @@ def _execute(model, x):
     return execute_onnx(model, {model.graph.input[0].name: x}, return_full_exec_context=True)
 
 
-def verify_folded(folded, streamlined, ints: np.ndarray, torch_logits: np.ndarray, tie_frames=None,
+def verify_folded(folded, streamlined, ints: np.ndarray, ref_logits: np.ndarray, tie_frames=None,
                   cppsim: bool = False, tol: float = 1e-4, progress=None) -> FoldedVerification:
     """Compare the folded graph with its Python reference node by node, and its output with the
-    streamlined graph's (bit for bit) and the PyTorch logits, on `ints` (N, ...) input frames."""
+    streamlined graph's (bit for bit) and the export's reference logits (PyTorch's, or a QONNX source's), on
+    `ints` (N, ...) input frames."""
     from finn.util.verification import compare_execution_contexts, despecialize_model
 
-    from export.golden import judge
+    from export.golden import judge, judge_classes
 
     ref_model = despecialize_model(folded)
     run_model = stream_order_model(folded, cppsim)
@@ -215,8 +216,9 @@ def verify_folded(folded, streamlined, ints: np.ndarray, torch_logits: np.ndarra
     res = FoldedVerification("cppsim" if cppsim else "python", len(ints), nodes=[asdict(v) for v in verdicts.values()])
     res.output_vs_streamlined_max_abs = float(np.abs(logits - s_logits).max())
     res.output_bit_exact = bool(np.array_equal(logits, s_logits))
-    t = judge("folded", logits, torch_logits, tol, tie_frames)
-    res.torch = {"max_abs_diff": t.max_abs_diff, "top1_agreement": t.top1_agreement, "tie_frames": t.tie_frames,
+    class_index = logits.shape[1] == 1 and ref_logits.shape[1] > 1  # --output class: FINN's LabelSelect
+    t = (judge_classes if class_index else judge)("folded", logits, ref_logits, tol, tie_frames)
+    res.reference = {"max_abs_diff": t.max_abs_diff, "top1_agreement": t.top1_agreement, "tie_frames": t.tie_frames,
                  "ok": t.ok, "detail": t.detail}
     bad = next((v for v in verdicts.values() if not v.ok), None)
     problems = []
@@ -229,7 +231,7 @@ def verify_folded(folded, streamlined, ints: np.ndarray, torch_logits: np.ndarra
     if not res.output_bit_exact:
         problems.append(f"output differs from the streamlined graph's by up to {res.output_vs_streamlined_max_abs:.3g}")
     if not t.ok:
-        problems.append(f"against the PyTorch logits: {t.detail}")
+        problems.append(f"against the export's reference logits: {t.detail}")
     res.ok = not problems
     res.detail = "; ".join(problems)
     return res

@@ -1,9 +1,9 @@
 """An emulated accelerator: the DMA transfer replaced by the exported golden model.
 
 It unpacks the input bytes exactly as the hardware's input stream would see them,
-un-folds them, runs the export's QCDQ model in onnxruntime (ORT_ENABLE_BASIC, bit-true
-to PyTorch) on the dequantised integers, and folds and packs the result into the
-output buffer. So `AMCOverlay(..., backend=EmulatedBackend(...))` exercises the whole
+un-folds them, runs the export's QCDQ model in onnxruntime (radioml/golden_session.py,
+bit-true to PyTorch) on the dequantised integers, and folds and packs the result (the logits,
+or for a class-index accelerator the top-1 index) into the output buffer. So `AMCOverlay(..., backend=EmulatedBackend(...))` exercises the whole
 driver (quantisation, folding, packing, buffer handling, unpacking) without a board.
 Needs onnxruntime (not on a PYNQ image; emulation runs on a host).
 """
@@ -34,6 +34,7 @@ class EmulatedBackend:
         self.sess = golden_session(qcdq)
         self.iq = io.input_quant
         self.d = io.io_shape_dict
+        self.class_index = io.output == "class"
 
     def allocate(self, shape):
         return np.zeros(shape, np.uint8)
@@ -45,5 +46,7 @@ class EmulatedBackend:
         x = ints.reshape([batch] + list(d["ishape_normal"][0][1:]))  # (B, 1024, 1, 2)
         x = self.iq.dequantize(x.reshape(batch, x.shape[1], -1)).transpose(0, 2, 1)  # (B, 2, 1024)
         logits = self.sess.run(None, {self.sess.get_inputs()[0].name: np.ascontiguousarray(x)})[0]
+        if self.class_index:  # FINN's LabelSelect (k=1): the index of the largest score, the first of equal ones
+            logits = logits.reshape(batch, -1).argmax(1).astype(np.float32)
         out = logits.reshape([batch] + list(d["oshape_folded"][0][1:]))
         obuf[:batch] = pack(out, d["odt"][0])

@@ -211,14 +211,26 @@ class AMCOverlay:
             return q
         return np.concatenate([q, np.zeros((self._batch_size - len(q),) + q.shape[1:], q.dtype)])
 
+    @property
+    def outputs_class_index(self) -> bool:
+        """The accelerator ends in FINN's LabelSelect (build --output class): one class index a frame."""
+        return self.io.output == "class"
+
+    def top1(self, out: np.ndarray) -> np.ndarray:
+        """Top-1 class per frame of unfolded outputs (N, ...): the argmax of the scores, or the index itself."""
+        out = np.asarray(out).reshape(len(out), -1)
+        return out[:, 0].astype(np.int64) if self.outputs_class_index else out.argmax(1)
+
     def classify(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Float frames -> (class scores, top-1 indices), in batches of batch_size."""
+        """Float frames -> (outputs, top-1 indices), in batches of batch_size; the outputs are the class scores
+        (N, 24), or for a class-index accelerator the indices (N, 1)."""
         q = self.quantize(frames)
-        scores = []
+        outs = []
         for a in range(0, len(q), self._batch_size):
-            scores.append(self.execute(self.full_batch(q[a:a + self._batch_size]))[: len(q) - a].reshape(min(self._batch_size, len(q) - a), -1))
-        s = np.concatenate(scores)
-        return s, s.argmax(1)
+            n = min(self._batch_size, len(q) - a)
+            outs.append(self.execute(self.full_batch(q[a:a + self._batch_size]))[:n].reshape(n, -1))
+        s = np.concatenate(outs)
+        return s, self.top1(s)
 
     def throughput_test(self, repeats: int = 5) -> dict:
         """Frames/s of the accelerator alone (DMA in and out) and with host packing, as FINN reports."""

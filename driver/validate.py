@@ -69,11 +69,11 @@ def validate(bundle, data, batch_size=1024, emulate=False, export_dir=None, snrs
             t1 = time.perf_counter()
             acc.execute_on_buffers()
             t2 = time.perf_counter()
-            out = acc.unfold_output(acc.unpack_output(np.asarray(acc.obuf)))[: len(b.y)].reshape(len(b.y), -1)
+            out = acc.unfold_output(acc.unpack_output(np.asarray(acc.obuf)))[: len(b.y)]
             t_all += time.perf_counter() - t0
             t_dev += t2 - t1
             ys.append(b.y)
-            ps.append(out.argmax(1))
+            ps.append(acc.top1(out))
             ss.append(b.snr)
             if progress:
                 _progress(sum(map(len, ys)), len(idx), next_report)
@@ -81,7 +81,9 @@ def validate(bundle, data, batch_size=1024, emulate=False, export_dir=None, snrs
     m = summarize(y, p, s)
     m.update({
         "accuracy_at_30dB": m["accuracy_per_snr"].get("30"), "emulated": bool(emulate),
-        "batch_size": batch_size, "frames_per_s_accelerator": len(y) / t_dev,
+        "batch_size": batch_size, "output": io.output,
+        "output_bytes_per_frame": int(np.prod(io.io_shape_dict["oshape_packed"][0][1:])),
+        "frames_per_s_accelerator": len(y) / t_dev,
         "frames_per_s_with_host_packing": len(y) / t_all, "predictions": p.tolist(), "frame_indices": idx.tolist(),
     })
     return m
@@ -113,6 +115,8 @@ def _report(m: dict, out) -> None:
     print(f"throughput: {m['frames_per_s_accelerator']:,.0f} frames/s accelerator"
           f"{' (emulated: golden model on the CPU)' if m['emulated'] else ''}, "
           f"{m['frames_per_s_with_host_packing']:,.0f} frames/s with host quantise/pack/unpack")
+    print(f"output: {'the top-1 class index' if m['output'] == 'class' else 'the class scores'}, "
+          f"{m['output_bytes_per_frame']} byte{'s' if m['output_bytes_per_frame'] != 1 else ''} a frame")
     print("accuracy per SNR: " + ", ".join(f"{k}: {v:.2f}" for k, v in m["accuracy_per_snr"].items()))
     if out:
         write_json(out, m)

@@ -1,7 +1,8 @@
 """`python -m export.check DIR`: re-run the golden checks of an export directory on its stored frames.
 
 Use it after editing or rebuilding any graph in DIR: it compares every stage with
-the PyTorch logits stored at export time (golden.npz) and names the first stage
+the reference logits stored at export time (golden.npz: PyTorch's, or the QONNX graph's
+for a QONNX source) and names the first stage
 and node that diverge. Exit status 0 when everything agrees, 1 when a check fails.
 """
 from __future__ import annotations
@@ -27,7 +28,10 @@ def check_dir(export_dir: Path, tol: float = 1e-4):
         g = np.load(export_dir / "golden.npz")
     except (OSError, ValueError) as e:
         raise ValueError(f"{export_dir / 'golden.npz'}: not readable ({e})") from None
-    return run_checks(export_dir, g["torch_logits"], g["frames"], g["indices"], io.input_quant, tol)
+    from .report_file import ExportReport
+
+    return run_checks(export_dir, g["reference_logits"], g["frames"], g["indices"], io.input_quant, tol,
+                      ExportReport.read(export_dir).reference)
 
 
 def main(argv=None) -> int:

@@ -9,6 +9,7 @@ from typing import Optional
 class ExportConfig:
     run: Optional[str] = None  # run dir, model.pt or checkpoint.pt
     fresh_bits: Optional[int] = None  # export a freshly initialised model of these bits instead
+    qonnx: Optional[str] = None  # a QONNX file of any 1D CNN (Brevitas export_qonnx) to export instead
     out: str = "exports/model"
     data: str = "data/synthetic.hdf5"  # frames for the checks come from its test split
     check_frames: int = 32

@@ -1,7 +1,9 @@
 """Golden-reference checks of every export stage on real frames.
 
-Reference: the PyTorch (Brevitas) model. Compared on the same frames:
-  qonnx           QONNX graph executed by qonnx (float input, input quantiser inside)
+Reference: the PyTorch (Brevitas) model; for a QONNX file given as the source (a model
+this project did not build), the QONNX graph executed by qonnx. Compared on the same frames:
+  qonnx           QONNX graph executed by qonnx (float input, input quantiser inside; not
+                  a check when it is the reference)
   qcdq_ort        QCDQ graph in onnxruntime (ORT_ENABLE_BASIC: ALL fuses QDQ pairs into
                   integer kernels and changes results)
   finn/<step>     each saved FINN-side graph, executed by FINN on host-quantised integers
@@ -138,15 +140,15 @@ def _to_ncw(a: np.ndarray, ref_shape) -> np.ndarray:
     return a.reshape(ref_shape)
 
 
-def judge(stage: str, logits: np.ndarray, torch_logits: np.ndarray, tol: float, tie_frames=None,
+def judge(stage: str, logits: np.ndarray, ref_logits: np.ndarray, tol: float, tie_frames=None,
           **kw) -> StageResult:
-    """One stage against the PyTorch logits: top-1 (logit ties forgiven), max |diff| and integer
+    """One stage against the reference logits (PyTorch's or the QONNX graph's): top-1 (logit ties forgiven), max |diff| and integer
     exactness; frames that disagree and hold an activation at a rounding tie (`tie_frames`, a boolean
     per frame) are excused, up to MAX_TIE_FRAMES."""
     ties = np.zeros(len(logits), bool) if tie_frames is None else np.asarray(tie_frames, bool)
-    scale = max(1.0, float(np.abs(torch_logits).max()))
-    per_frame = np.abs(logits - torch_logits).max(1)
-    top1 = _top1_agreement(logits, torch_logits, tol * scale)
+    scale = max(1.0, float(np.abs(ref_logits).max()))
+    per_frame = np.abs(logits - ref_logits).max(1)
+    top1 = _top1_agreement(logits, ref_logits, tol * scale)
     excused = ties & ((per_frame > tol * scale) | ~top1)
     keep = ~excused
     d = float(per_frame[keep].max()) if keep.any() else 0.0
@@ -168,9 +170,41 @@ def judge(stage: str, logits: np.ndarray, torch_logits: np.ndarray, tol: float, 
     return r
 
 
-def run_checks(work_dir: Path, torch_logits: np.ndarray, frames: np.ndarray, indices, iq: InputQuant,
-               tol: float = 1e-4) -> CheckReport:
-    """Compare every stage saved in `work_dir` with the torch logits of `frames` (N, 2, 1024)."""
+def judge_classes(stage: str, indices: np.ndarray, ref_logits: np.ndarray, tol: float, tie_frames=None) -> StageResult:
+    """A stage that outputs the top-1 class index (FINN's LabelSelect) against the reference logits: the index must be
+    the reference's top class, or one whose reference logit ties it within tol (relative, as judge); frames that
+    disagree and hold an activation at a rounding tie are excused, up to MAX_TIE_FRAMES."""
+    ties = np.zeros(len(indices), bool) if tie_frames is None else np.asarray(tie_frames, bool)
+    scale = max(1.0, float(np.abs(ref_logits).max()))
+    picked = ref_logits[np.arange(len(ref_logits)), np.asarray(indices).reshape(-1).astype(np.int64)]
+    top1 = picked >= ref_logits.max(1) - tol * scale
+    excused = ties & ~top1
+    keep = ~excused
+    agree = float(top1[keep].mean()) if keep.any() else 0.0
+    r = StageResult(stage, 0.0, agree, tie_frames=int(excused.sum()), excused=[int(i) for i in np.flatnonzero(excused)])
+    problems = []
+    if excused.sum() > max(1, MAX_TIE_FRAMES * len(indices)):
+        problems.append(f"{int(excused.sum())} of {len(indices)} frames disagree through rounding ties")
+    if agree < 1.0:
+        problems.append(f"the class index is the top-1 class on {agree:.2%} of frames")
+    r.ok = not problems
+    r.detail = "; ".join(problems)
+    return r
+
+
+def qonnx_logits(path, frames: np.ndarray) -> np.ndarray:
+    """The QONNX graph at `path` executed by qonnx, frame by frame (its batch is 1): the reference for a QONNX source."""
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    finn_settings()
+    q = ModelWrapper(str(path))
+    return np.concatenate([_exec(q, f[None]) for f in frames]).reshape(len(frames), -1)
+
+
+def run_checks(work_dir: Path, ref_logits: np.ndarray, frames: np.ndarray, indices, iq: InputQuant,
+               tol: float = 1e-4, reference: str = "pytorch") -> CheckReport:
+    """Compare every stage saved in `work_dir` with the reference logits of `frames` (N, 2, 1024): PyTorch's, or
+    with reference "qonnx" the QONNX graph's (whose own stage is then not judged)."""
     from qonnx.core.modelwrapper import ModelWrapper
 
     finn_settings()
@@ -183,11 +217,12 @@ def run_checks(work_dir: Path, torch_logits: np.ndarray, frames: np.ndarray, ind
     q_logits = np.concatenate([c[q.graph.output[0].name] for c in q_ctx])
     q_ties = [_activation_ties(q, c) for c in q_ctx]
     tie_frames = np.array([any(t.any() for t in ties) for ties in q_ties])
-    rep.stages.append(judge("qonnx", q_logits, torch_logits, tol, tie_frames))
+    if reference != "qonnx":
+        rep.stages.append(judge("qonnx", q_logits, ref_logits, tol, tie_frames))
     q_acts = [_activation_ints_qonnx(q, c) for c in q_ctx]
 
     sess = golden_session(work_dir / "model_qcdq.onnx")
-    rep.stages.append(judge("qcdq_ort", sess.run(None, {sess.get_inputs()[0].name: frames})[0], torch_logits, tol,
+    rep.stages.append(judge("qcdq_ort", sess.run(None, {sess.get_inputs()[0].name: frames})[0], ref_logits, tol,
                             tie_frames))
 
     ints = iq.quantize(frames)
@@ -195,9 +230,9 @@ def run_checks(work_dir: Path, torch_logits: np.ndarray, frames: np.ndarray, ind
         m = ModelWrapper(str(work_dir / "steps" / f"{i:02d}_{name}.onnx"))
         x = to_layout(ints, layout)
         ctxs = [_exec(m, x[k:k + 1], full=True) for k in range(len(frames))]
-        logits = np.concatenate([c[m.graph.output[0].name] for c in ctxs]).reshape(torch_logits.shape)
+        logits = np.concatenate([c[m.graph.output[0].name] for c in ctxs]).reshape(ref_logits.shape)
         exact, node = _compare_integers(q_acts, [_activation_ints_finn(m, c) for c in ctxs], q_ties)
-        rep.stages.append(judge(f"finn/{name}", logits, torch_logits, tol, tie_frames, integer_exact=exact,
+        rep.stages.append(judge(f"finn/{name}", logits, ref_logits, tol, tie_frames, integer_exact=exact,
                                 first_diverging_node=node))
     return rep
 

@@ -1,10 +1,12 @@
 """export_report.json: the export's per-stage verdicts and cost; its one writer and one reader."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass
 from pathlib import Path
 
 from radioml.artifacts import need, read_artifact, write_artifact
+
+REFERENCES = ("pytorch", "qonnx")  # what the stages of an export are checked against
 
 
 @dataclass(frozen=True)
@@ -16,19 +18,21 @@ class ExportReport:
     stages: list  # StageResult dicts, in order
     ok: bool
     cost: dict
-    torch_top1_accuracy_on_check_frames: float
+    reference_top1_accuracy_on_check_frames: float
+    reference: str = "pytorch"  # what every stage is compared with: "pytorch" (a model), "qonnx" (a QONNX file)
 
     @classmethod
     def from_dict(cls, d: dict, path) -> "ExportReport":
-        for name in cls.__dataclass_fields__:
-            need(name in d, path, name, "missing")
+        for name, f in cls.__dataclass_fields__.items():
+            need(name in d or f.default is not MISSING, path, name, "missing")
+        need(d.get("reference", "pytorch") in REFERENCES, path, "reference", f"not one of {', '.join(REFERENCES)}")
         need(isinstance(d["frames"], int) and d["frames"] >= 1 and len(d["frame_indices"]) == d["frames"], path,
              "frames", "not the number of check frames listed")
         need(isinstance(d["stages"], list) and d["stages"] and all(
             isinstance(s, dict) and {"stage", "ok", "excused"} <= set(s) for s in d["stages"]), path, "stages",
             "not a list of stage verdicts")
         need(d["ok"] == all(s["ok"] for s in d["stages"]), path, "ok", "disagrees with the stage verdicts")
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__})
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
     def stage(self, name: str) -> dict:
         return next(s for s in self.stages if s["stage"] == name)

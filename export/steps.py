@@ -6,6 +6,9 @@ intermediate graph. Order and why:
 
   export_qonnx        Brevitas -> QONNX (batch 1: FINN's dataflow is per frame), qonnx cleanup
   export_qcdq         Brevitas -> QCDQ ONNX, dynamic batch: the golden model plain onnxruntime runs
+    or, for a QONNX file (a model this project did not build):
+  load_qonnx          the file, qonnx cleanup
+  qcdq_from_qonnx     qonnx's QuantToQCDQ, batch made dynamic: the same golden model
   integer_input       split the input quantiser off: the accelerator takes integers, the host
                       quantises (radioml.quant), as finn-examples' VGG10 does
   qonnx_to_finn       FINN's step_qonnx_to_finn (Quant -> MultiThreshold) and step_tidy_up
@@ -56,6 +59,35 @@ def step_export_qonnx(model, cfg):
 def step_export_qcdq(model, cfg) -> Path:
     """Brevitas model -> QCDQ ONNX with a dynamic batch dimension (onnxruntime golden model)."""
     return export_qcdq_file(model, Path(cfg.work_dir) / "model_qcdq.onnx")
+
+
+def step_load_qonnx(path, cfg):
+    """A QONNX file -> cleaned QONNX ModelWrapper (saved as model_qonnx.onnx)."""
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.util.cleanup import cleanup_model
+
+    m = cleanup_model(ModelWrapper(str(path)))
+    m.save(str(Path(cfg.work_dir) / "model_qonnx.onnx"))
+    return m
+
+
+def step_qcdq_from_qonnx(model, cfg) -> Path:
+    """QONNX -> QCDQ by qonnx's QuantToQCDQ, any batch: the golden model onnxruntime runs. A Quant that has no
+    QCDQ form (over 8 bits, a zero point, per-channel scales of a 3D tensor...) is refused by name."""
+    import copy
+
+    from qonnx.transformation.qonnx_to_qcdq import QuantToQCDQ
+
+    from .transforms import MakeBatchDynamic
+
+    m = copy.deepcopy(model).transform(QuantToQCDQ()).transform(MakeBatchDynamic())
+    left = [n.name or n.op_type for n in m.graph.node if n.op_type in ("Quant", "BipolarQuant")]
+    if left:
+        raise ValueError(f"{cfg.qonnx}: no QCDQ form (QuantizeLinear/Clip/DequantizeLinear) for {', '.join(left)}: "
+                         f"qonnx's QuantToQCDQ takes 2..8 bits, zero point 0, one scale or one per channel")
+    path = Path(cfg.work_dir) / "model_qcdq.onnx"
+    m.save(str(path))
+    return path
 
 
 def step_integer_input(model, cfg):

@@ -1,6 +1,9 @@
 """`python -m export.to_finn --run RUN --out DIR`: QONNX, QCDQ and FINN-ready models, checked bit for bit.
 
-Writes into DIR (built in a temporary directory, renamed into place only when every
+The source is a model this project trained (--run), a freshly initialised one (--fresh-bits),
+or a QONNX file of any 1D CNN (--qonnx FILE, e.g. Brevitas' export_qonnx of your own model
+with input (1, 2, 1024)); then the reference of every check is the QONNX graph executed by
+qonnx instead of PyTorch. Writes into DIR (built in a temporary directory, renamed into place only when every
 check passed, so DIR is either complete or absent):
 
   model_qonnx.onnx               QONNX, batch 1 (what qonnx inference_cost scores)
@@ -9,7 +12,7 @@ check passed, so DIR is either complete or absent):
   model_finn_streamlined.onnx    the graph FINN's builder starts from (integer input, channels last)
   input.npy, expected_output.npy one frame for FINN's verification steps
   io.json                        input quantiser, shapes, layouts, datatypes, class names
-  golden.npz                     the check frames and their PyTorch logits (`python -m export.check DIR`)
+  golden.npz                     the check frames and their reference logits (`python -m export.check DIR`)
   export_report.json             per-stage differences and agreement, inference cost
 """
 from __future__ import annotations
@@ -60,8 +63,8 @@ def check_inputs(cfg: ExportConfig) -> None:
     from radioml.dataset import RadioMLFile
 
     out = Path(cfg.out)
-    if (cfg.run is None) == (cfg.fresh_bits is None):
-        raise ValueError("pass exactly one of --run or --fresh-bits")
+    if sum(s is not None for s in (cfg.run, cfg.fresh_bits, cfg.qonnx)) != 1:
+        raise ValueError("pass exactly one of --run, --fresh-bits or --qonnx")
     if cfg.fresh_bits is not None and not 2 <= cfg.fresh_bits <= 16:
         raise ValueError(f"--fresh-bits must be in 2..16, got {cfg.fresh_bits}")
     if cfg.check_frames < 1:
@@ -71,10 +74,15 @@ def check_inputs(cfg: ExportConfig) -> None:
     if cfg.run is not None:
         run = Path(cfg.run)
         if run.suffix == ".onnx":
-            raise ValueError(f"{run}: an ONNX file; --run takes a run directory, model.pt or checkpoint.pt")
+            raise ValueError(f"{run}: an ONNX file; --run takes a run directory, model.pt or checkpoint.pt "
+                             f"(a QONNX file goes in with --qonnx)")
         if not run.exists():
             raise ValueError(f"{run}: no such file or directory")
-    check_target(out, COMMAND, [cfg.run, cfg.data], cfg.force)
+    if cfg.qonnx is not None:
+        from .qonnx_source import check_qonnx_file
+
+        check_qonnx_file(cfg.qonnx)
+    check_target(out, COMMAND, [cfg.run, cfg.qonnx, cfg.data], cfg.force)
     out.parent.mkdir(parents=True, exist_ok=True)
     if not os.access(out.parent, os.W_OK):
         raise ValueError(f"{out.parent}: not writable")
@@ -90,14 +98,42 @@ def _source_model(cfg: ExportConfig):
     return fresh_model(cfg.fresh_bits) if cfg.fresh_bits else load_model(cfg.run)
 
 
-def _write_models(model, cfg: ExportConfig, log=print):
-    """QONNX, QCDQ and every FINN step into cfg.work_dir; (streamlined FINN model, input quantiser)."""
+def _write_reference_models(cfg: ExportConfig, frames: np.ndarray, log=print):
+    """model_qonnx.onnx and model_qcdq.onnx into cfg.work_dir; (QONNX model, reference logits of `frames`,
+    what the reference is, source description, ModelConfig dict, digest of the source)."""
     from . import steps
-    from .transforms import input_quant_of
 
+    if cfg.qonnx:
+        from radioml.artifacts import file_digest
+
+        from .golden import qonnx_logits
+
+        log(f"  QONNX file {cfg.qonnx}: qonnx cleanup and QCDQ (qonnx's QuantToQCDQ)")
+        qonnx_model = steps.step_load_qonnx(cfg.qonnx, cfg)
+        steps.step_qcdq_from_qonnx(qonnx_model, cfg)
+        log(f"  reference: the QONNX graph executed by qonnx on {len(frames)} frames")
+        logits = qonnx_logits(Path(cfg.work_dir) / "model_qonnx.onnx", frames)
+        # the digest of the cleaned model, one file: a dynamo export keeps its weights in a .data file beside it
+        digest = file_digest(Path(cfg.work_dir) / "model_qonnx.onnx")
+        return qonnx_model, logits, "qonnx", f"QONNX file {cfg.qonnx}", {}, digest
+    import torch
+
+    from train.saved_model import tensor_digest
+
+    model, mcfg, what = _source_model(cfg)
+    with torch.no_grad():
+        logits = model(torch.from_numpy(frames)).numpy()
     log("  QONNX and QCDQ export (Brevitas)")
     qonnx_model = steps.step_export_qonnx(model, cfg)
     steps.step_export_qcdq(model, cfg)
+    return qonnx_model, logits, "pytorch", what, mcfg.to_dict(), tensor_digest(model.state_dict())
+
+
+def _write_finn_steps(qonnx_model, cfg: ExportConfig, log=print):
+    """Every FINN step into cfg.work_dir; (streamlined FINN model, input quantiser)."""
+    from . import steps
+    from .transforms import input_quant_of
+
     iq, _ = input_quant_of(qonnx_model)
     m = steps.step_integer_input(qonnx_model, cfg)
     for i, (name, fn, _) in enumerate(steps.FINN_STEPS, start=1):
@@ -112,63 +148,56 @@ DIGESTED = ("model_qonnx.onnx", "model_qcdq.onnx", "model_finn_streamlined.onnx"
             "golden.npz", "export_report.json")
 
 
-def _write_io(work: Path, m, iq, mcfg, what: str, model_digest: str, cfg: ExportConfig) -> None:
+def _write_io(work: Path, m, iq, model_config: dict, what: str, model_digest: str, cfg: ExportConfig) -> None:
     """io.json (what build and driver read), last: it records the digests of the files before it."""
     from radioml.artifacts import ExportIO, file_digest
 
     out_name = m.graph.output[0].name
     ExportIO(input_quant=iq, input_dtype=iq.finn_dtype, input_shape=list(m.get_tensor_shape(m.graph.input[0].name)),
              output_shape=list(m.get_tensor_shape(out_name)), output_dtype=str(m.get_tensor_datatype(out_name)),
-             classes=list(CLASSES), model_config=mcfg.to_dict(), source=what, model_digest=model_digest,
+             classes=list(CLASSES), model_config=model_config, source=what, model_digest=model_digest,
              files={n: file_digest(work / n) for n in DIGESTED}, data=str(cfg.data),
              check_frames=cfg.check_frames).write(work)
 
 
-def _write_verification_pair(work: Path, iq, frames, torch_logits, k: int) -> None:
+def _write_verification_pair(work: Path, iq, frames, ref_logits, k: int) -> None:
     """FINN's verification pair: check frame k (one every stage agrees on, rounding ties aside)."""
     from .steps import FINN_STEPS, to_layout
 
     np.save(work / "input.npy", to_layout(iq.quantize(frames[k:k + 1]), FINN_STEPS[-1][2]))
-    np.save(work / "expected_output.npy", torch_logits[k:k + 1])
+    np.save(work / "expected_output.npy", ref_logits[k:k + 1])
 
 
 def export(cfg: ExportConfig, log=print) -> Path:
     """Run the export flow and the checks; return the output directory."""
-    import torch
-
     from train.cost import onnx_cost
 
     from .golden import ExportCheckFailed, run_checks
-
-    from train.saved_model import tensor_digest
-
     from .report_file import ExportReport
 
     out = Path(cfg.out)
     check_inputs(cfg)
-    model, mcfg, what = _source_model(cfg)
     frames, idx, labels = _frames(cfg)
-    with torch.no_grad():
-        torch_logits = model(torch.from_numpy(frames)).numpy()
-    log(f"exporting {what}; checks on {len(frames)} test frames of {cfg.data}")
     work = work_dir(out)
     cfg.work_dir = str(work)
     try:
-        m, iq = _write_models(model, cfg, log)
-        np.savez(work / "golden.npz", frames=frames, indices=idx, labels=labels, torch_logits=torch_logits)
-        log("  checking every stage against PyTorch")
-        report = run_checks(work, torch_logits, frames, idx, iq, cfg.tol)
+        qonnx_model, ref_logits, reference, what, model_config, digest = _write_reference_models(cfg, frames, log)
+        log(f"exporting {what}; checks on {len(frames)} test frames of {cfg.data} against {reference}")
+        m, iq = _write_finn_steps(qonnx_model, cfg, log)
+        np.savez(work / "golden.npz", frames=frames, indices=idx, labels=labels, reference_logits=ref_logits)
+        log(f"  checking every stage against {reference}")
+        report = run_checks(work, ref_logits, frames, idx, iq, cfg.tol, reference)
         cost = onnx_cost(work / "model_qonnx.onnx")
         ExportReport(what, report.frames, report.frame_indices, [s.to_dict() for s in report.stages], report.ok,
-                     cost.to_dict(), float((torch_logits.argmax(1) == labels).mean())).write(work)
+                     cost.to_dict(), float((ref_logits.argmax(1) == labels).mean()), reference).write(work)
         log(table(report))
         log(f"cost {cost.cost:.4f} (bit-ops {cost.bops:,.0f}, weight bits {cost.weight_bits:,.0f}, "
             f"non-zero weights {cost.weights:,.0f})")
         if not report.ok:
             bad = report.first_failure()
             raise ExportCheckFailed(f"export check failed at stage {bad.stage}: {bad.detail}")
-        _write_verification_pair(work, iq, frames, torch_logits, report.agreeing_frame(torch_logits))
-        _write_io(work, m, iq, mcfg, what, tensor_digest(model.state_dict()), cfg)
+        _write_verification_pair(work, iq, frames, ref_logits, report.agreeing_frame(ref_logits))
+        _write_io(work, m, iq, model_config, what, digest, cfg)
         publish(work, out, COMMAND)
     finally:
         if work.exists():
@@ -183,6 +212,8 @@ def main(argv=None) -> int:
     d = ExportConfig()
     p.add_argument("--run", help="run directory, model.pt or checkpoint.pt to export")
     p.add_argument("--fresh-bits", type=int, help="export a freshly initialised model of this bit width instead")
+    p.add_argument("--qonnx", metavar="FILE", help="export this QONNX file instead: any 1D CNN with input (1, 2, 1024) "
+                   "and 24 outputs, e.g. Brevitas' export_qonnx of your own model; checked against qonnx's execution")
     p.add_argument("--out", default=d.out, help="output directory (default: %(default)s)")
     p.add_argument("--data", default=d.data, help="RadioML-layout file whose test frames drive the checks (default: %(default)s)")
     p.add_argument("--check-frames", type=int, default=d.check_frames, help="frames checked per stage (default: %(default)s)")

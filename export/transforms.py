@@ -1,13 +1,15 @@
 """The export's own graph edits, as qonnx Transformations named for their effect.
 
-Everything else in the export is FINN's or qonnx's own steps; these three fill the gaps
-between a 1D Brevitas model and FINN's 2D dataflow flow:
+Everything else in the export is FINN's or qonnx's own steps; these fill the gaps
+between a 1D Brevitas model and FINN's 2D dataflow flow, and between a QONNX file and
+the golden model:
 
   SplitOffInputQuant       the accelerator takes integers: the Quant fed by the graph input
                            becomes Mul(scale) on an INTn input (the host quantises, radioml.quant)
   MarkMultiThresholdsNCW   ConvertQONNXtoFINN guesses channels-last (NWC) for per-tensor
                            thresholds on 3D tensors; these tensors are (N, C, W)
   CompleteMaxPoolDilations Change3DTo4DTensors leaves MaxPool's `dilations` 1-long on 4D tensors
+  MakeBatchDynamic         a batch-1 QONNX file's QCDQ model takes any batch in onnxruntime
 """
 from __future__ import annotations
 
@@ -77,4 +79,25 @@ class CompleteMaxPoolDilations(Transformation):
             for a in n.attribute:
                 if a.name == "dilations" and len(a.ints) == 1:
                     a.ints.append(1)
+        return model, False
+
+
+class MakeBatchDynamic(Transformation):
+    """Graph input and output take any batch (dim_param "batch"), as the golden model in onnxruntime
+    is run on many frames at once: shape annotations inside are dropped (they fix batch 1), and a
+    Reshape to a constant shape that fixes batch 1 gets -1 there instead (a QONNX file is batch 1)."""
+
+    def apply(self, model):
+        g = model.graph
+        for n in g.node:
+            if n.op_type == "Reshape":
+                shape, out = model.get_initializer(n.input[1]), model.get_tensor_shape(n.output[0])
+                if shape is not None and shape.size > 1 and shape[0] == 1 and out is not None and -1 not in out:
+                    model.set_initializer(n.input[1], np.array([-1] + list(out[1:]), dtype=shape.dtype))
+        for t in list(g.input) + list(g.output):
+            dims = t.type.tensor_type.shape.dim
+            if dims:
+                dims[0].Clear()
+                dims[0].dim_param = "batch"
+        del g.value_info[:]
         return model, False

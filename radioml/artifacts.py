@@ -169,6 +169,7 @@ class ExportIO:
 
 
 PLATFORMS = ("zynq-iodma", "alveo")
+OUTPUTS = ("logits", "class")  # what an accelerator streams out a frame (build --output)
 
 
 @dataclass(frozen=True)
@@ -185,6 +186,7 @@ class DriverIO:
     clock_ns: float
     export_dir: str  # relative to the bundle
     export_files: dict  # the export's file digests (io.json's `files`): the golden model of --emulate must match
+    output: str = "logits"  # logits: the class scores a frame; class: FINN's LabelSelect, the top-1 class index
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -194,9 +196,11 @@ class DriverIO:
     @classmethod
     def from_dict(cls, d: dict, path) -> "DriverIO":
         for f in fields(cls):
-            need(f.name in d, path, f.name, "missing")
+            need(f.name in d or f.default is not MISSING, path, f.name, "missing")
         iq = _input_quant(d["input_quant"], path)
         io = d["io_shape_dict"]
+        output = d.get("output", "logits")
+        need(output in OUTPUTS, path, "output", f"{output!r} is not one of {', '.join(OUTPUTS)}")
         need(isinstance(io, dict), path, "io_shape_dict", "not an object")
         for key in ("idt", "odt", "ishape_normal", "ishape_folded", "ishape_packed", "oshape_normal", "oshape_folded",
                     "oshape_packed", "idma_names", "odma_names"):
@@ -213,13 +217,15 @@ class DriverIO:
              "io_shape_dict.ishape_folded", "holds another number of values than ishape_normal")
         need(math.prod(io["oshape_folded"][0]) == math.prod(io["oshape_normal"][0]), path,
              "io_shape_dict.oshape_folded", "holds another number of values than oshape_normal")
+        need(output == "logits" or (io["oshape_normal"][0][1:] == [1] and io["odt"][0].startswith("UINT")), path,
+             "io_shape_dict.oshape_normal", f"{io['oshape_normal'][0]} {io['odt'][0]} is not one class index a frame")
         need(isinstance(d["clock_ns"], (int, float)) and math.isfinite(d["clock_ns"]) and d["clock_ns"] > 0, path,
              "clock_ns", f"{d['clock_ns']!r} is not a positive number")
         need(d["platform"] in PLATFORMS, path, "platform", f"{d['platform']!r} is not one of {', '.join(PLATFORMS)}")
         need(d["bitfile"] is None or (isinstance(d["bitfile"], str) and not Path(d["bitfile"]).is_absolute()), path,
              "bitfile", "not a path inside the bundle")
         return cls(io, iq, _classes(d["classes"], path), d["bitfile"], str(d["board"]), d["platform"],
-                   float(d["clock_ns"]), str(d["export_dir"]), dict(d["export_files"]))
+                   float(d["clock_ns"]), str(d["export_dir"]), dict(d["export_files"]), output)
 
     def write(self, bundle_dir) -> Path:
         self.from_dict(self.to_dict(), Path(bundle_dir) / "driver_io.json")

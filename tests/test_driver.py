@@ -183,16 +183,22 @@ def test_driver_imports_without_torch_or_pynq():
 STANDIN = Path(__file__).resolve().parent / "pynq_standin"
 
 
+def _forget_pynq():
+    """Drop pynq and finn-plus-driver (which binds pynq's names at import) from the imported modules."""
+    for name in [m for m in sys.modules if m.split(".")[0] in ("pynq", "finn_plus_driver")]:
+        del sys.modules[name]
+
+
 @pytest.fixture
 def pynq_standin(monkeypatch):
     monkeypatch.syspath_prepend(str(STANDIN))
-    sys.modules.pop("pynq", None)
+    _forget_pynq()
     import pynq
 
     assert Path(pynq.__file__).parent.parent == STANDIN
     pynq.DEVICE.reset()
     yield pynq
-    sys.modules.pop("pynq", None)
+    _forget_pynq()
 
 
 def _board_bundle(b, exp, dest, alveo: bool):
@@ -433,3 +439,90 @@ def test_the_board_wheel_installs_and_runs_under_a_pynq_image_python(tmp_path, s
     r = subprocess.run([str(venv / "bin/python"), "-c", code, str(small_file)], capture_output=True, text=True,
                        cwd=tmp_path, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
     assert r.returncode == 0 and r.stdout.split() == ["624"], r.stderr[-2000:]
+
+
+def _by_role(log, addresses: dict) -> list:
+    """A stand-in event log with buffer addresses named by role (two drivers allocate different buffers)."""
+    named = []
+    for e in log:
+        if e[0] in ("flush", "invalidate"):
+            e = (e[0], addresses[e[1]])
+        elif e[0] == "write" and e[2] in (0x10, 0x14):
+            e = e[:3] + (next(f"{r}:{'lo' if e[2] == 0x10 else 'hi'}" for a, r in addresses.items()
+                              if (a & 0xFFFFFFFF if e[2] == 0x10 else a >> 32) == e[3]),)
+        named.append(e)
+    return named
+
+
+def test_finn_plus_driver_runs_a_bundle_built_here_as_this_projects_driver_does(bundle, tmp_path, small_file,
+                                                                               pynq_standin):
+    """finn-plus-driver's FINNDMAOverlay (PyPI), instantiated from the bundle's driver/settings.json as its command
+    line does, gives this project's predictions and drives the DMAs with the same register sequence."""
+    import json
+
+    from build.finn_settings import check_finn_settings
+    from finn_plus_driver import get_driver_class
+
+    root, exp, b = bundle
+    dest, io, compute = _board_bundle(b, exp, tmp_path / "board", alveo=False)
+    pynq_standin.DEVICE.compute = compute
+    settings = json.loads((dest / "driver" / "settings.json").read_text())
+    check_finn_settings(settings, dest / "driver" / "settings.json")
+    info = settings["driver_information"]
+    assert info["io_shape_dict"]["idt"] == [f"DataType['{io.io_shape_dict['idt'][0]}']"]
+    n = 48
+    ours = validate(dest, small_file, batch_size=n, limit=n)
+    finn = get_driver_class(info["driver_type"])(str(dest / io.bitfile), batch_size=n,
+                                                  runtime_weight_dir=str(dest / "driver" / "runtime_weights"), **info)
+    with RadioMLFile(small_file) as ds:
+        x = ds.read(np.array(ours["frame_indices"]))  # (n, 1024, 2)
+    ints = io.input_quant.quantize(x)[:, :, None, :]
+    start = len(pynq_standin.DEVICE.log)
+    logits = finn.execute(ints)
+    finn_log = pynq_standin.DEVICE.log[start:]
+    assert logits.reshape(n, -1).argmax(1).tolist() == ours["predictions"]
+    assert len(set(ours["predictions"])) > 1
+
+    ol = AMCOverlay(dest, n, backend=PynqBackend(dest, io))
+    start = len(pynq_standin.DEVICE.log)
+    scores, _ = ol.classify(np.ascontiguousarray(x.transpose(0, 2, 1)))
+    our_log = pynq_standin.DEVICE.log[start:]
+    assert np.array_equal(scores, logits.reshape(n, -1))
+    # FINN copies its input into the DMA buffer and its output out of it; the register, flush and invalidate
+    # sequence on the device is the same
+    f_roles = {int(finn.ibuf_packed_device[0].device_address): "in", int(finn.obuf_packed_device[0].device_address): "out"}
+    o_roles = {int(ol.ibuf.device_address): "in", int(ol.obuf.device_address): "out"}
+    assert _by_role(finn_log, f_roles) == _by_role(our_log, o_roles)
+
+
+def test_a_class_index_accelerator_predicts_as_the_logit_one_on_every_path(bundle, tmp_path, small_file,
+                                                                          pynq_standin):
+    """build --output class ends in FINN's LabelSelect: 1 byte a frame out; emulated, on the board path (pynq
+    stand-in) and through finn-plus-driver's overlay it predicts what the logit accelerator predicts."""
+    import json
+
+    from finn_plus_driver import get_driver_class
+
+    root, exp, b = bundle
+    bc = build(BuildConfig(export_dir=str(exp), out=str(tmp_path / "class"), target_fps=5000, output="class"),
+               log=lambda *_: None)
+    rep = json.loads((bc / "build_report.json").read_text())
+    assert rep["layers"][-1]["node"].startswith("LabelSelect") and rep["folded_verification"]["ok"]
+    assert rep["verification"]["hw_layers_python"] == "SUCCESS"
+    d = load_io(bc).io_shape_dict
+    assert d["oshape_normal"] == [[1, 1]] and d["oshape_packed"] == [[1, 1, 1]] and d["odt"] == ["UINT8"]
+    logits = validate(b, small_file, batch_size=100, emulate=True)
+    emulated = validate(bc, small_file, batch_size=100, emulate=True)
+    assert (emulated["output"], emulated["output_bytes_per_frame"]) == ("class", 1)
+    assert (logits["output"], logits["output_bytes_per_frame"]) == ("logits", 96)
+    assert emulated["predictions"] == logits["predictions"] and len(set(logits["predictions"])) > 1
+
+    dest, io, compute = _board_bundle(bc, exp, tmp_path / "board", alveo=False)
+    pynq_standin.DEVICE.compute = compute
+    board = validate(dest, small_file, batch_size=100)
+    assert board["predictions"] == logits["predictions"]
+    info = json.loads((dest / "driver" / "settings.json").read_text())["driver_information"]
+    finn = get_driver_class(info["driver_type"])(str(dest / io.bitfile), batch_size=100, **info)
+    with RadioMLFile(small_file) as ds:
+        x = ds.read(np.array(board["frame_indices"][:100]))
+    assert finn.execute(io.input_quant.quantize(x)[:, :, None, :]).reshape(-1).tolist() == board["predictions"][:100]

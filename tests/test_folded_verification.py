@@ -50,7 +50,7 @@ def test_every_build_verifies_its_folded_graph_bit_exact_and_pairs_share_their_p
     r = json.loads((fresh_build / "build_report.json").read_text())
     v = r["folded_verification"]
     assert v["ok"] and v["mode"] == "python" and v["frames"] == 6 and v["output_bit_exact"]
-    assert v["output_vs_streamlined_max_abs"] == 0.0 and v["torch"]["top1_agreement"] == 1.0
+    assert v["output_vs_streamlined_max_abs"] == 0.0 and v["reference"]["top1_agreement"] == 1.0
     m = _model(fresh_build / "model_dataflow.onnx")
     assert len(v["nodes"]) == len(m.graph.node) and all(n["mismatches"] == 0 and n["elements"] > 0 for n in v["nodes"])
     pairs = _pairs(m)

@@ -40,10 +40,21 @@ def test_reference_model_exports_with_every_check(tmp_path, small_file, name):
     assert report["ok"] and all(s["ok"] for s in report["stages"])
 
 
+# A quantised network's predictions follow its float kernels where an activation sits on a rounding boundary
+# (QAT puts latent values there): the 64-filter reference, evaluated on an AMD EPYC with torch's AVX2 kernels,
+# moves 80 of 16,224 test frames to another confusion cell against its metrics.json (written where it was
+# trained), and 3 frames between torch's AVX2 and default kernels on the same machine; the 32-filter one moves
+# none. So the shipped figures must hold to within what such kernels change, and no more.
+MOVED_FRAMES = 0.01  # fraction of test frames that may sit in another confusion cell
+ACCURACY_ABS = 0.005  # overall accuracy
+BREAKDOWN_ABS = 0.01  # accuracy of one SNR (624 frames) or one class (676 frames)
+
+
 @pytest.mark.slow
 def test_reference_metrics_match_a_re_evaluation(tmp_path):
     """Regenerate the models' data (the command in models/reference/README.md) and score both models
-    on its test split: accuracy overall, per SNR and per class equal the shipped metrics.json."""
+    on its test split: accuracy overall, per SNR and per class and the confusion are the shipped metrics.json,
+    to within what the CPU's float kernels change (MOVED_FRAMES)."""
     data = write_synthetic(tmp_path / "ref256.hdf5", frames_per_snr=256, seed=1, progress=False)
     torch.set_num_threads(2)
     with RadioMLFile(data) as ds:
@@ -54,7 +65,8 @@ def test_reference_metrics_match_a_re_evaluation(tmp_path):
             r = predict(model, ds, test, torch.device("cpu"), 1024)
             got = summarize(r["y"], r["pred"], r["snr"])
             assert got["frames"] == shipped["frames"] == len(test)
-            assert got["accuracy"] == pytest.approx(shipped["accuracy"], abs=1e-12), name
-            assert got["accuracy_per_snr"] == pytest.approx(shipped["accuracy_per_snr"], abs=1e-12), name
-            assert got["accuracy_per_class"] == pytest.approx(shipped["accuracy_per_class"], abs=1e-12), name
-            assert np.array_equal(np.asarray(got["confusion"]), np.asarray(shipped["confusion"])), name
+            moved = np.abs(np.asarray(got["confusion"]) - np.asarray(shipped["confusion"])).sum() / 2
+            assert moved <= MOVED_FRAMES * len(test), (name, moved)
+            assert got["accuracy"] == pytest.approx(shipped["accuracy"], abs=ACCURACY_ABS), name
+            assert got["accuracy_per_snr"] == pytest.approx(shipped["accuracy_per_snr"], abs=BREAKDOWN_ABS), name
+            assert got["accuracy_per_class"] == pytest.approx(shipped["accuracy_per_class"], abs=BREAKDOWN_ABS), name

@@ -16,6 +16,9 @@ the hardware behind it:
   buffer, then raises ap_done. Alveo: kernels with `start(buffer, frames)` returning a wait handle
   (`done`, `wait()`), the output computed once the output kernel has been started after the input.
 
+`Bitstream(path, dtbo, partial)` is PYNQ's bitstream file (it must exist; `download()` logs the
+load). `pynq.ps.Clocks` holds the PL clock FINN's driver sets (`Clocks.fclk0_mhz`), each set logged.
+
 Tests set `DEVICE.compute` (the export's golden model on unpacked bytes) and read `DEVICE.log`,
 the sequence of register reads/writes, buffer flushes/invalidates and kernel starts.
 """
@@ -26,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Overlay", "allocate", "DEVICE"]
+__all__ = ["Bitstream", "Overlay", "allocate", "DEVICE"]
 
 
 class _Device:
@@ -205,6 +208,8 @@ class Overlay:
         io = json.loads((bit.parent.parent / "driver_io.json").read_text())  # the bundle's, as the hwh would say
         self._accel = _Accelerator(io, alveo)
         self.ip_dict = {self._accel.idma.name: {}, self._accel.odma.name: {}}
+        self.device = device
+        self.bitfile_name = str(bit)
         DEVICE.log.append(("overlay", bit.name))
 
     def __getattr__(self, key):
@@ -214,3 +219,15 @@ class Overlay:
                 if dma.name == key:
                     return dma
         raise AttributeError(f"Could not find IP or hierarchy {key} in overlay")
+
+
+class Bitstream:
+    """A bitstream file to load into the PL (PYNQ: pynq.Bitstream); partial ones for reconfigurable regions."""
+
+    def __init__(self, bitfile_name, dtbo=None, partial=False, device=None):
+        if not Path(bitfile_name).is_file():
+            raise IOError(f"Bitstream file {bitfile_name} does not exist.")
+        self.bitfile_name, self.dtbo, self.partial = str(bitfile_name), dtbo, bool(partial)
+
+    def download(self, parser=None):
+        DEVICE.log.append(("download", Path(self.bitfile_name).name, self.partial))
