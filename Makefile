@@ -7,6 +7,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DATA   := data/synthetic.hdf5
+# the profile the shipped reference models were trained on (models/reference/README.md); the default profile,
+# calibrated, is the data they will be retrained on
+PROFILE := calibrated-v1
 DEMO   := runs/demo
 REF    := models/reference
 export PYTHONPATH := $(CURDIR)
@@ -23,7 +26,7 @@ $(STAMP): requirements.txt requirements-finn.txt
 	touch $(STAMP)
 
 $(DATA): radioml/synthetic.py | $(STAMP)
-	$(PY) -m radioml.synthetic --out $(DATA) --frames-per-snr 64 --seed 0
+	$(PY) -m radioml.synthetic --out $(DATA) --frames-per-snr 64 --seed 0 --profile $(PROFILE)
 
 demo: $(STAMP) $(DATA)
 	$(PY) -m train.compare --config configs/demo.json --out $(DEMO) --pretrain-epochs 0 --floor-relative 0.95 \

@@ -14,6 +14,9 @@ random frames: compute-bound, no data reader) of the same network in each state:
   c  fast       QAT, statistics phase, FastAbsPercentile (a run from scratch, today's model)
   d  after      QAT after the statistics phase (state dict loaded), eager
   e  compiled   d under torch.compile (compile time reported separately)
+  f  fused      d through train/speed.py's Step: QuantReLU in fewer passes, max-pool before it (this change)
+  g  fused      c through the same Step (the statistics phase of a run from scratch, this change)
+  h  f + torch.compile;  i  f under bf16 autocast;  a2  a under bf16 autocast (bf16 rows: CPUs with bf16 only)
 
 then the levers on rows c and d: batch size and torch.set_num_threads. Every row
 is a fresh model built with the same seed; after --warmup steps each, the rows
@@ -51,6 +54,14 @@ def _float_vgg10(cfg) -> nn.Sequential:
                nn.Linear(d1, d2, bias=False), nn.BatchNorm1d(d2), nn.ReLU(),
                nn.Linear(d2, len(CLASSES))]
     return nn.Sequential(*layers)
+
+
+def _autocast(model: nn.Module):
+    """model's forward under CPU bf16 autocast."""
+    def forward(x):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return model(x)
+    return forward
 
 
 def _scalings(model: nn.Module) -> list:
@@ -92,6 +103,7 @@ class _Row:
     """One timed configuration: a model, its optimizer, two random batches and a thread count."""
 
     def __init__(self, key: str, label: str, model: nn.Module, batch: int, threads: int, step_model=None):
+        self.cpu: list[float] = []
         from radioml.classes import CLASSES, FRAME_LENGTH
 
         self.key, self.label, self.model, self.batch, self.threads = key, label, model, batch, threads
@@ -108,13 +120,14 @@ class _Row:
         prev = torch.get_num_threads()
         torch.set_num_threads(self.threads)
         try:
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             for _ in range(k):
                 x, y = self.data[self.n % 2]
                 self.n += 1
                 self.opt.zero_grad()
-                F.cross_entropy(self.fwd(x), y).backward()
+                F.cross_entropy(self.fwd(x).float(), y).backward()
                 self.opt.step()
+            self.last_cpu = time.process_time() - c
             return time.perf_counter() - t
         finally:
             torch.set_num_threads(prev)
@@ -124,10 +137,16 @@ class _Row:
 
     def time(self, k: int) -> None:
         self.rates.append(k * self.batch / self._steps(k))
+        self.cpu.append(k * self.batch / self.last_cpu)
 
     @property
     def fps(self) -> float:
         return statistics.median(self.rates)
+
+    @property
+    def cpu_fps(self) -> float:
+        """Frames per CPU-second of this process: less disturbed by other processes than wall time."""
+        return statistics.median(self.cpu)
 
 
 def _busy_cores(seconds: float = 2.0):
@@ -177,6 +196,7 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=2, help="untimed steps before timing each row (default: %(default)s)")
     p.add_argument("--steps", type=int, default=3, help="steps per timed repeat (default: %(default)s)")
     p.add_argument("--repeats", type=int, default=5, help="timed repeats per row; the median is reported (default: %(default)s)")
+    p.add_argument("--no-fused", action="store_true", help="skip rows f-i (this change's training step)")
     a = p.parse_args(argv)
     if a.warmup + a.steps * a.repeats >= 300:
         p.error("warmup + steps * repeats must stay below Brevitas' 300 statistics steps")
@@ -188,6 +208,11 @@ def main(argv=None) -> int:
     busy0 = _busy_cores()
     print(f"VGG10 {cfg.bits_label()} bits, {a.filters} filters: training frames/s on {os.cpu_count()} CPU cores "
           f"(torch {torch.__version__}); median of {a.repeats} x {a.steps} steps after {a.warmup} warm-up steps")
+    from train.speed import SpeedConfig, Step, bf16_supported, cpu_flags
+
+    cpu = torch.device("cpu")
+    bf16 = bf16_supported(cpu)
+    print(f"CPU: {cpu_flags()}; bf16 {'supported' if bf16 else 'unsupported (rows a2 and i skipped)'}")
     if busy0 is not None and busy0 > 0.25:
         print(f"warning: {busy0:.1f} cores busy before starting: other processes share these cores, and rows "
               "with more threads than idle cores slow down most (timings not comparable to a quiet machine)")
@@ -209,6 +234,21 @@ def main(argv=None) -> int:
         torch._logging.set_logs(dynamo=logging.ERROR)  # Brevitas' .item() graph breaks warn at length
         model = _qat_model(cfg, "after")
         main_rows.append(_Row("after", "e d + torch.compile", model, B, T, step_model=torch.compile(model)))
+    if bf16:
+        torch.manual_seed(0)
+        fm = _float_vgg10(cfg).train()
+        main_rows.insert(1, _Row("float", "a2 a under bf16 autocast", fm, B, T, step_model=_autocast(fm)))
+    if not a.no_fused:
+        def fused(key: str, label: str, **speed) -> _Row:
+            model = _qat_model(cfg, key)
+            return _Row(key, label, model, B, T, step_model=Step(model, SpeedConfig(**speed), cpu))
+
+        main_rows += [fused("after", "f d, fused step (this change)", precision="fp32", compile="false"),
+                      fused("fast", "g c, fused step (this change)", precision="fp32", compile="false")]
+        if not a.no_compile:
+            main_rows.append(fused("after", "h f + torch.compile", precision="fp32", compile="true"))
+        if bf16:
+            main_rows.append(fused("after", "i f under bf16 autocast", precision="bf16", compile="false"))
     lever_rows = []
     if not a.no_levers:
         batches = [int(b) for b in a.lever_batches.split(",") if b.strip()]
@@ -219,7 +259,7 @@ def main(argv=None) -> int:
     rows = main_rows + lever_rows
 
     for r in rows:  # warm-up (row e: compilation of forward and backward, and any recompilation)
-        r.warm(max(3, a.warmup) if r.label.startswith("e") else a.warmup)
+        r.warm(max(3, a.warmup) if r.label[0] in "eh" else a.warmup)
         print(f"  warm-up {r.label:<34} batch {r.batch:>4} x {r.threads} thr: "
               + ", ".join(f"{s:.2f}" for s in r.warm_s) + " s", flush=True)
     graphs = _dynamo_graphs()
@@ -229,42 +269,49 @@ def main(argv=None) -> int:
         print(f"  repeat {i + 1}/{a.repeats}: " + " ".join(f"{r.rates[-1]:.0f}" for r in rows) + " frames/s", flush=True)
     for r in rows:
         _check_phase(r.model, r.key)
-    compile_s = None
+    compile_s = {}
     if not a.no_compile:
-        e = main_rows[-1]
-        compile_s = sum(e.warm_s) - len(e.warm_s) * e.batch / e.fps
+        for e in main_rows:
+            if e.label[0] in "eh":
+                compile_s[e.label[0]] = sum(e.warm_s) - len(e.warm_s) * e.batch / e.fps
         recompiled = _dynamo_graphs() != graphs
         breaks = sum(torch._dynamo.utils.counters["graph_break"].values())
 
     def note(r: _Row) -> str:
         if r.key in ("before", "fast"):
             return f"counter {_scalings(r.model)[0].counter}/300 after timing"
-        if r.label.startswith("e"):
-            return (f"compile {compile_s:.1f} s, {graphs} graphs, {breaks} graph breaks"
+        if r.label[0] in "eh":
+            return (f"compile {compile_s[r.label[0]]:.1f} s ({graphs} graphs, {breaks} graph breaks in the process)"
                     + (", RECOMPILED DURING TIMING" if recompiled else ""))
         return ""
 
-    fps = {r.label[0]: r.fps for r in main_rows}
+    fps = {r.label.split()[0]: r.fps for r in main_rows}
     base = fps["b"]
     print()
-    print(f"{'row':<36}{'batch':>6}{'thr':>5}{'frames/s':>10}{'vs b':>8}  note")
-    print("-" * 86)
+    print(f"{'row':<36}{'batch':>6}{'thr':>5}{'frames/s':>10}{'vs b':>8}{'vs a':>7}{'/cpu-s':>8}  note")
+    print("-" * 100)
     for r in main_rows:
-        print(f"{r.label:<36}{r.batch:>6}{r.threads:>5}{r.fps:>10.1f}{r.fps / base:>7.2f}x  {note(r)}")
+        print(f"{r.label:<36}{r.batch:>6}{r.threads:>5}{r.fps:>10.1f}{r.fps / base:>7.2f}x{r.fps / fps['a']:>6.2f}x"
+              f"{r.cpu_fps:>8.0f}  {note(r)}")
     if lever_rows:
         print(f"levers (rows c and d; 'vs b' against row b at batch {B}, {T} threads; 'vs row' against the same row above)")
         for r in lever_rows:
             print(f"{r.label:<36}{r.batch:>6}{r.threads:>5}{r.fps:>10.1f}{r.fps / base:>7.2f}x  "
                   f"{r.fps / fps[r.label[0]]:.2f}x vs row {r.label[0]}  {note(r)}")
-    print("-" * 86)
+    print("-" * 100)
     parts = [f"FastAbsPercentile: stats-phase training {fps['c'] / base:.2f}x Brevitas' percentile",
              f"after the stats phase {fps['d'] / base:.2f}x"]
-    if compile_s is not None:
+    if "e" in compile_s:
         saved = B / fps["d"] - B / fps["e"]
-        payoff = f", pays its {compile_s:.0f} s back after {compile_s / saved:.0f} steps" if saved > 0 else ", never pays back"
+        payoff = (f", pays its {compile_s['e']:.0f} s back after {compile_s['e'] / saved:.0f} steps" if saved > 0
+                  else ", never pays back")
         parts.append(f"compiled {fps['e'] / base:.2f}x{payoff}")
-    best = max(("e", "d"), key=lambda k: fps.get(k, 0))
-    parts.append(f"QAT at best is {fps[best] / fps['a']:.0%} of float PyTorch ({fps['a']:.0f} frames/s)")
+    if "f" in fps:
+        parts.append(f"fused step {fps['f'] / fps['d']:.2f}x row d after the statistics phase, "
+                     f"{fps['g'] / fps['c']:.2f}x row c in it")
+    best = max((k for k in fps if k in "defhi"), key=lambda k: fps[k])
+    parts.append(f"QAT at best (row {best}) is {fps[best] / fps['a']:.2f}x float PyTorch ({fps['a']:.0f} frames/s; "
+                 f"targets: >= 1.5x or >= 1,000 frames/s, and row g >= 2x row c)")
     print("conclusion: " + "; ".join(parts) + ".")
     wall = time.perf_counter() - t_start
     busy1 = _busy_cores()

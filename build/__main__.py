@@ -8,11 +8,17 @@ import argparse
 import sys
 from dataclasses import fields
 
+from pathlib import Path
+
 from radioml.cli import run_main
 
 from .boards import BOARDS
 from .class_output import OUTPUTS
 from .config import BuildConfig, fraction
+
+# every step a build can run, in order (build/flow.py; codegen and bitfile only with --codegen / --bitfile)
+STEP_NAMES = ("step_load", "step_to_hw", "step_partition", "step_specialize", "step_folding", "step_minimize",
+              "step_verify_folded", "step_estimates", "step_codegen", "step_bitfile")
 
 
 def main(argv=None) -> int:
@@ -55,6 +61,11 @@ def main(argv=None) -> int:
     p.add_argument("--bitfile", action="store_true", help="continue to a bitfile (needs Vivado: use docker/)")
     p.add_argument("--force", action="store_true",
                    help="replace an existing build directory (only a previous output of python -m build)")
+    p.add_argument("--start-step", metavar="STEP", choices=STEP_NAMES,
+                   help="resume the work directory a failed or stopped build of --out kept, from this step (its "
+                        "inputs must be this command's); one of: " + ", ".join(STEP_NAMES))
+    p.add_argument("--stop-step", metavar="STEP", choices=STEP_NAMES,
+                   help="stop after this step, keeping the work directory beside --out for --start-step")
     p.add_argument("--report-only", action="store_true",
                    help="exit 0 even when the design misses its target or does not fit the part (the default is 3)")
     a = p.parse_args(argv)
@@ -66,6 +77,8 @@ def main(argv=None) -> int:
 
     def work():
         out = build(cfg)
+        if cfg.stop_step and out != Path(cfg.out):  # stopped early: the work directory is kept, nothing published
+            return 0
         r = BuildReport.read(out)
         problems = ([] if r["meets_target"] else [f"misses its target ({r['estimated_fps']:,.0f} of "
                                                    f"{r['target_fps']:,.0f} frames/s)"]) + \

@@ -24,6 +24,8 @@ class BuildConfig:
     codegen: bool = False  # also run step_hw_codegen (HLS/RTL sources; synthesis needs Vivado)
     bitfile: bool = False  # full flow to a bitfile and driver bundle: Vivado/Vitis only (Docker)
     force: bool = False
+    start_step: Optional[str] = None  # resume the kept work directory of a failed or stopped build from this step
+    stop_step: Optional[str] = None  # stop after this step, keeping the work directory for --start-step
 
 
 def fraction(text: str) -> float:

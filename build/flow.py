@@ -31,12 +31,18 @@ import numpy as np
 from qonnx.transformation.base import Transformation
 
 from radioml.atomic import write_json
-from radioml.publish import check_target, keep_failed, publish, work_dir
+from radioml.publish import KEPT, check_target, keep_failed, output_lock, publish, work_dir
 
 from .boards import Board, board
 from .class_output import OUTPUTS
 from .config import BuildConfig
 from export.finn_env import XilinxToolMissing, default_build_dir, prepare, require_vivado
+from export.runner import find_step, format_times, run, short_name, step_file, step_name
+from export.steps import FINN_STEPS, STREAMLINED_LAYOUT
+
+
+class StepRefused(ValueError):
+    """A build step refused its input (nothing worth keeping for inspection)."""
 
 
 @dataclass
@@ -47,6 +53,7 @@ class Ctx:
     dcfg: object = None  # finn DataflowBuildConfig
     notes: dict = field(default_factory=dict)
     log: Callable = print
+    verify: bool = True  # FINN's verify steps on (a build) or off (a graph made only to be estimated or folded)
     target_fps: float = field(init=False)  # cfg.target_fps, or the rate found by --max-fps
 
     def __post_init__(self):
@@ -55,6 +62,10 @@ class Ctx:
     @property
     def clock_ns(self) -> float:
         return self.cfg.clock_ns or self.board.clock_ns
+
+    @property
+    def work_dir(self) -> str:  # what the export's steps (export/steps.py) write beside
+        return str(self.work)
 
 
 def finn_verify_steps(cfg: BuildConfig) -> list:
@@ -93,6 +104,8 @@ def _check_finn_verification(ctx: Ctx, name: str) -> None:
 def _verify(model, ctx: Ctx, name: str):
     from finn.builder.build_dataflow_steps import verify_step
 
+    if not ctx.verify:
+        return model
     verify_step(model, ctx.dcfg, name, need_parent=False)
     _check_finn_verification(ctx, name)
     return model
@@ -125,7 +138,7 @@ def step_load(_, ctx: Ctx):
     return _verify(model, ctx, "streamlined_python")
 
 
-def step_to_hw_unverified(model, ctx: Ctx):
+def step_to_hw(model, ctx: Ctx):
     """FINN's step_convert_to_hw and finn-plus's step_convert_final_layers (with --output class after the
     graph is made to end in a TopK: build/class_output.py); a layer left without HW implementation fails."""
     from finn.builder.build_dataflow_steps import step_convert_to_hw
@@ -135,18 +148,15 @@ def step_to_hw_unverified(model, ctx: Ctx):
         from .class_output import end_in_class_index
 
         model = end_in_class_index(model)
+        if ctx.verify:  # FINN's verification compares with the top-1 class of the expected logits
+            logits = np.load(Path(ctx.cfg.export_dir) / "expected_output.npy")
+            np.save(ctx.work / "expected_output.npy",
+                    logits.reshape(len(logits), -1).argmax(1)[:, None].astype(np.float32))
     model = step_convert_final_layers(step_convert_to_hw(model, ctx.dcfg), ctx.dcfg)
     non_hw = [n.op_type for n in model.graph.node if n.domain != "finn.custom_op.fpgadataflow"]
     if non_hw:
         raise RuntimeError(f"layers left without a HW implementation: {sorted(set(non_hw))}")
-    return model
-
-
-def step_to_hw(model, ctx: Ctx):
-    if ctx.cfg.output == "class":  # FINN's verification compares with the top-1 class of the expected logits
-        logits = np.load(Path(ctx.cfg.export_dir) / "expected_output.npy")
-        np.save(ctx.work / "expected_output.npy", logits.reshape(len(logits), -1).argmax(1)[:, None].astype(np.float32))
-    return _verify(step_to_hw_unverified(model, ctx), ctx, "hw_layers_python")
+    return _verify(model, ctx, "hw_layers_python")
 
 
 def step_partition(model, ctx: Ctx):
@@ -174,7 +184,7 @@ def step_specialize(model, ctx: Ctx):
         unmet = [f"{name} ({asked[name]} asked, FINN made {op})" for name, op in zip(before, after)
                  if name in asked and not op.endswith("_" + asked[name])]
         if unmet:
-            raise ValueError(f"{ctx.cfg.specialize_layers}: FINN has no such variant of {', '.join(unmet)}")
+            raise StepRefused(f"{ctx.cfg.specialize_layers}: FINN has no such variant of {', '.join(unmet)}")
         return model
     return step_specialize_layers(model, ctx.dcfg)
 
@@ -270,7 +280,7 @@ def _check_frames(ctx: Ctx):
     from qonnx.core.modelwrapper import ModelWrapper
 
     from export.report_file import ExportReport
-    from export.steps import FINN_STEPS, to_layout
+    from export.steps import to_layout
 
     src = Path(ctx.cfg.export_dir)
     io = check_export_dir(src)
@@ -279,9 +289,9 @@ def _check_frames(ctx: Ctx):
     if ctx.cfg.verify_frames:
         frames, ref_logits = frames[:ctx.cfg.verify_frames], ref_logits[:ctx.cfg.verify_frames]
     rep = ExportReport.read(src)
-    excused = set(rep.stage(f"finn/{FINN_STEPS[-1][0]}")["excused"])
+    excused = set(rep.stage(f"finn/{short_name(FINN_STEPS[-1])}")["excused"])
     ties = np.array([k in excused for k in range(len(frames))])
-    ints = to_layout(io.input_quant.quantize(frames), FINN_STEPS[-1][2])
+    ints = to_layout(io.input_quant.quantize(frames), STREAMLINED_LAYOUT)
     streamlined = ModelWrapper(str(src / "model_finn_streamlined.onnx"))
     if ctx.cfg.output == "class":
         from .class_output import end_in_class_index
@@ -303,7 +313,12 @@ def read_folding_json(path, what: str = "folding JSON") -> dict:
     except (OSError, ValueError) as e:
         raise ValueError(f"{path}: not a readable {what} ({e})") from None
     if not isinstance(cfg, dict) or not all(isinstance(v, dict) for v in cfg.values()):
-        raise ValueError(f"{path}: a {what} maps node names to attribute dicts")
+        raise StepRefused(f"{path}: a {what} maps node names to attribute dicts")
+    for node, attrs in cfg.items():
+        for name, v in attrs.items():
+            if any(isinstance(x, (bool, float)) or x is None for x in (v if isinstance(v, list) else [v])):
+                raise StepRefused(f"{path}: {node}.{name} is {json.dumps(v)}: FINN's node attributes are whole "
+                                  f"numbers, strings or lists of them")
     return cfg
 
 
@@ -314,7 +329,7 @@ def refuse_unknown_nodes(model, cfg: dict, where, when: str, hint: str = "") -> 
     unknown = sorted(k for k in cfg if k != "Defaults" and k not in names)
     if unknown:
         entries = sum(k != "Defaults" for k in cfg)
-        raise ValueError(f"{where}: no node named {', '.join(unknown)} {when} ({len(unknown)} of {entries} "
+        raise StepRefused(f"{where}: no node named {', '.join(unknown)} {when} ({len(unknown)} of {entries} "
                          f"entries match no node; a config of another FINN version or topology names other "
                          f"nodes: this graph's layers are {', '.join(names)}{hint})")
 
@@ -347,20 +362,25 @@ def check_folding_file(cfg: BuildConfig, log) -> None:
     fold = read_folding_json(cfg.folding)
     log(f"checking {cfg.folding} against FINN's folding rules")
     model = specialised_graph(ModelWrapper(str(Path(cfg.export_dir) / "model_finn_streamlined.onnx")), cfg)
-    refuse_rule_breaking_folding(apply_folding_json(model, fold, cfg.folding), cfg.folding)
+    folded = apply_folding_json(model, fold, cfg.folding)
+    refuse_rule_breaking_folding(folded, cfg.folding)
+    refuse_runtime_weights(folded, f"{cfg.folding}: ")
+
+
+def graph_ctx(cfg: BuildConfig, work: Path) -> Ctx:
+    """The context of a graph made only to be folded or estimated: no verification, quiet."""
+    ctx = Ctx(cfg, board(cfg.board), Path(work), log=lambda *_: None, verify=False)
+    ctx.dcfg = _dataflow_cfg(ctx)
+    ctx.dcfg.verify_steps = []
+    return ctx
 
 
 def specialised_graph(streamlined, cfg: BuildConfig):
-    """A streamlined graph taken through this build's conversion, partition and specialisation in memory,
-    unverified (a few seconds): the graph the folding applies to."""
+    """A streamlined graph taken through this build's steps up to specialisation in memory, unverified (a few
+    seconds): the graph the folding applies to."""
     with tempfile.TemporaryDirectory(prefix=".specialise-") as tmp:
-        ctx = Ctx(cfg, board(cfg.board), Path(tmp), log=lambda *_: None)
-        ctx.dcfg = _dataflow_cfg(ctx)
-        ctx.dcfg.verify_steps = []
-        model = streamlined
-        for step in (step_to_hw_unverified, step_partition, step_specialize):
-            model = step(model, ctx)
-    return model
+        return run(streamlined, DEFAULT_STEPS, graph_ctx(cfg, Path(tmp)), start="step_to_hw",
+                   stop="step_specialize")
 
 
 def step_estimates(model, ctx: Ctx):
@@ -408,7 +428,7 @@ BITFILE_STEPS = ("step_generate_hardware", "step_create_stitched_ip", "step_prep
                  "step_synthesize_bitfile", "step_make_driver", "step_deployment_package")
 
 
-def refuse_runtime_weights(model) -> None:
+def refuse_runtime_weights(model, where: str = "") -> None:
     """driver/ loads no runtime-writable weights; FINN forces them for weights in URAM (ram_style 'ultra')."""
     from qonnx.custom_op.registry import getCustomOp
 
@@ -421,7 +441,7 @@ def refuse_runtime_weights(model) -> None:
                 ("ram_style" in types and inst.get_nodeattr("ram_style") == "ultra")):
             bad.append(node.name)
     if bad:
-        raise ValueError(f"{', '.join(bad)}: runtime-writable weights (ram_style 'ultra' needs them) are not "
+        raise StepRefused(f"{where}{', '.join(bad)}: runtime-writable weights (ram_style 'ultra' needs them) are not "
                          f"supported by driver/; set ram_style to 'block' or 'distributed' in the folding JSON")
 
 
@@ -437,8 +457,11 @@ def require_alveo_platform(platform: str) -> None:
                                 f"{os.environ.get('XILINX_XRT') or 'unset'})")
 
 
-DEFAULT_STEPS = [step_load, step_to_hw, step_partition, step_specialize, step_folding, step_minimize,
-                 step_verify_folded, step_estimates]
+# FINN's flow after the export's steps (export/steps.py FINN_STEPS): one flow, cut at model_finn_streamlined.onnx
+BUILD_STEPS = [step_to_hw, step_partition, step_specialize, step_folding, step_minimize, step_verify_folded,
+               step_estimates]
+FINN_FLOW = FINN_STEPS + BUILD_STEPS  # from the integer-input QONNX graph (compress/estimates.py runs it so)
+DEFAULT_STEPS = [step_load] + BUILD_STEPS  # a build: from an export directory
 
 
 COMMAND = "build"
@@ -478,59 +501,129 @@ def check_inputs(cfg: BuildConfig) -> None:
 
 
 def build(cfg: BuildConfig, steps=None, log=print) -> Path:
-    """Run the flow into cfg.out (built in a work directory beside it, published by rename).
+    """Run the flow into cfg.out (built in a work directory beside it, published by rename); one process at a
+    time per --out.
 
     If a step after the first fails, the work directory is kept (while the disk has room) and
-    BuildFailed names it.
+    BuildFailed names it; a step that refuses its input (StepRefused) keeps nothing.
     """
-    from .report import BuildReport, build_report, format_report
+    with output_lock(cfg.out):
+        return _build(cfg, steps, log)
 
-    check_inputs(cfg)
-    b = board(cfg.board)
-    out = Path(cfg.out)
+
+def build_steps(cfg: BuildConfig, steps=None) -> list:
+    """The steps of a build with these options: the default flow (or `steps`), then code generation and the
+    bitfile flow when asked for."""
     steps = list(steps or DEFAULT_STEPS)
     if cfg.codegen:
         steps.append(step_codegen)
     if cfg.bitfile:
         steps.append(step_bitfile)
+    return steps
+
+
+def _start(cfg: BuildConfig, steps: list, out: Path, log) -> tuple[Path, object, list, dict]:
+    """(work directory, model to start from, steps done, resume state) of a new build, or of one resumed from
+    the work directory a failed or stopped build of `out` kept (--start-step)."""
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    from . import resume
+    from .report import build_inputs
+
+    if not cfg.start_step:
+        work = work_dir(out)
+        (work / "intermediate_models").mkdir()
+        return work, None, [], {}
+    first = find_step(steps, cfg.start_step, "--start-step")
+    previous = step_name(steps[first - 1]) if first else None
+    kept = resume.find_resumable(out, build_inputs(cfg), previous)
+    state = resume.read_state(kept)
+    work = resume.take_over(kept)
+    model = None
+    if previous:
+        model = ModelWrapper(str(work / "intermediate_models" / step_file(first, steps[first - 1])))
+        model = model.transform(RebasePaths(str(kept), str(work)))  # its generated code moved with the directory
+    log(f"resuming {kept.name} (steps done: {', '.join(state['done']) or 'none'}) from {step_name(steps[first])}")
+    return work, model, state["done"][:first], state
+
+
+def _build(cfg: BuildConfig, steps, log) -> Path:
+    from . import resume
+    from .report import BuildReport, build_inputs, build_report, format_report
+
+    steps = build_steps(cfg, steps)
+    for flag, name in (("--start-step", cfg.start_step), ("--stop-step", cfg.stop_step)):
+        if name:
+            find_step(steps, name, flag)
+    check_inputs(cfg)
+    b = board(cfg.board)
+    out = Path(cfg.out)
     if cfg.folding not in ("search", "finn"):
         prepare()
         check_folding_file(cfg, log)
-    work = work_dir(out)
+    work, model, done, state = _start(cfg, steps, out, log)
     ctx = Ctx(cfg, b, work, log=log)
-    (work / "intermediate_models").mkdir()
+    ctx.notes.update(state.get("notes", {}))
+    if state:
+        ctx.target_fps = state["target_fps"]
     outer_build_dir = os.environ.get("FINN_BUILD_DIR")
     prepare(work / FINN_BUILD_SUBDIR)  # FINN's generated code and Vivado projects stay with the build
-    step = None
+    if state:  # step_load, which sets FINN's config, ran in the build being resumed
+        ctx.dcfg = _dataflow_cfg(ctx)
+        ctx.dcfg.target_fps = int(ctx.target_fps)
+        if (work / "folding_config.json").is_file():
+            ctx.dcfg.folding_config_file = str(work / "folding_config.json")
+    inputs = build_inputs(cfg)
+    times: dict = dict(ctx.notes.pop("time_per_step", {}))
+    current = [cfg.start_step and steps[find_step(steps, cfg.start_step)] or steps[0]]
+
+    def record(i, step, _model):
+        done.append(step_name(step))
+        current[0] = steps[i + 1] if i + 1 < len(steps) else None
+        resume.write_state(work, inputs, done, {**ctx.notes, "time_per_step": times}, ctx.target_fps)
+
     try:
-        model = None
-        for i, step in enumerate(steps, start=1):
-            log(f"[{i}/{len(steps)}] {step.__name__}")
-            model = step(model, ctx)
-            model.save(str(work / "intermediate_models" / f"{i:02d}_{step.__name__}.onnx"))
-        step = None
+        model = run(model, steps, ctx, start=cfg.start_step, stop=cfg.stop_step,
+                    save_dir=work / "intermediate_models", log=log, times=times, after_step=record)
+        if cfg.stop_step and current[0] is not None:
+            (work / KEPT).write_text(f"stopped after {cfg.stop_step}; resume with --start-step\n")
+            log(f"stopped after {step_name(steps[find_step(steps, cfg.stop_step)])}; the work directory is kept at "
+                f"{work}; finish with: {resume.resume_command(cfg, step_name(current[0]))}")
+            return work
+        current[0] = None
         model = model.transform(RebasePaths(str(work), str(out.resolve())))  # where its code lives once published
         model.save(str(work / "model_dataflow.onnx"))
         rep = build_report(model, ctx)
+        rep["time_per_step"] = times
         BuildReport(rep).write(work)
         _write_driver_io(work, out, rep, ctx)
+        (work / resume.FILE).unlink()
         log(format_report(rep))
-        publish(work, out, COMMAND)
+        log(format_times(times))
+        publish(work, out, COMMAND, log)
     except BaseException as e:
-        if step is steps[0]:  # the inputs were rejected: nothing worth keeping
+        step = current[0]
+        if (step is steps[0] and not done) or isinstance(e, StepRefused):  # inputs rejected: nothing to keep
             shutil.rmtree(work, ignore_errors=True)
             raise
-        where = f"{step.__name__}" if step else "writing the build's reports"
+        where = step_name(step) if step else "writing the build's reports"
         kept = keep_failed(work)
+        again = f"; resume with: {resume.resume_command(cfg, step_name(step))}" if step and KEPT in kept_text(work) \
+            else ""
         msg = (f"the build failed in {where} ({type(e).__name__}: {e}); {kept} "
-               f"(FINN's generated code and Vivado/Vitis logs under its {FINN_BUILD_SUBDIR}/)")
+               f"(FINN's generated code and Vivado/Vitis logs under its {FINN_BUILD_SUBDIR}/){again}")
         log(f"error: {msg}")
         if isinstance(e, Exception):
             raise BuildFailed(msg, work) from e
         raise
-    finally:  # FINN_BUILD_DIR back to what it was: work/ is renamed or kept, never reused
+    finally:  # FINN_BUILD_DIR back to what it was: work/ is renamed or kept, never reused by another build
         prepare(outer_build_dir or default_build_dir())
     return out
+
+
+def kept_text(work: Path) -> str:
+    """KEPT when keep_failed kept `work` (the disk had room), else ''."""
+    return KEPT if (Path(work) / KEPT).exists() else ""
 
 
 FINN_BUILD_SUBDIR = "finn_build"
@@ -564,8 +657,9 @@ class BuildFailed(RuntimeError):
 
 def _write_driver_io(work: Path, out: Path, rep: dict, ctx: Ctx) -> None:
     """driver_io.json: what driver/ needs on the board; paths relative to the bundle, so it can move. Beside it
-    FINN's driver/settings.json, what finn-plus-driver reads (build/finn_settings.py)."""
+    FINN's driver/settings.json, what finn-plus-driver reads (radioml/finn_settings.py)."""
     from radioml.artifacts import DriverIO
+    from radioml.finn_settings import write_finn_settings
 
     b, cfg = ctx.board, ctx.cfg
     exp_io = check_export_dir(Path(cfg.export_dir))
@@ -576,11 +670,10 @@ def _write_driver_io(work: Path, out: Path, rep: dict, ctx: Ctx) -> None:
             raise RuntimeError(f"{work / 'bitfile'}: expected one bitfile from FINN, found "
                                f"{', '.join(p.name for p in found) or 'none'}")
         bit = found[0].relative_to(work).as_posix()  # bitfile/finn-accel.bit, Alveo bitfile/finn-accel-0.xclbin
-    from .finn_settings import write_finn_settings
-
     platform = "alveo" if b.shell == "vitis_alveo" else "zynq-iodma"
-    DriverIO(io_shape_dict=rep["io_shape_dict"], input_quant=exp_io.input_quant, classes=exp_io.classes, bitfile=bit,
-             board=b.name, platform=platform, clock_ns=ctx.clock_ns, output=cfg.output,
-             export_dir=os.path.relpath(Path(cfg.export_dir).resolve(), out.resolve()),
-             export_files=exp_io.files).write(work)
-    write_finn_settings(work, rep["io_shape_dict"], platform, ctx.clock_ns)
+    dio = DriverIO(io_shape_dict=rep["io_shape_dict"], input_quant=exp_io.input_quant, classes=exp_io.classes,
+                   bitfile=bit, board=b.name, platform=platform, clock_ns=ctx.clock_ns, output=cfg.output,
+                   export_dir=os.path.relpath(Path(cfg.export_dir).resolve(), out.resolve()),
+                   export_files=exp_io.files)
+    dio.write(work)
+    write_finn_settings(work, dio)

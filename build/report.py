@@ -34,6 +34,35 @@ class BuildReport:
              "LUT, BRAM_18K and DSP expected")
         need(isinstance(d["folded_verification"], dict) and "ok" in d["folded_verification"], path,
              "folded_verification", "no verdict")
+        BuildReport.check_consistent(d, path)
+
+    @staticmethod
+    def check_consistent(d: dict, path) -> None:
+        """The figures agree with each other: each total is the sum of its layers, the utilisation and the fit
+        follow from the totals, the frame rate from the slowest layer. A digest says a file is as written, not
+        that its writer was honest: a re-signed edit of one figure is caught here."""
+        layers = d["layers"]
+        need(isinstance(layers, list) and all(isinstance(x, dict) for x in layers), path, "layers", "not a list")
+        for k, total in d["resources"].items():
+            summed = sum(float(x.get(k, 0)) for x in layers)
+            need(isinstance(total, (int, float)) and math.isclose(total, summed, rel_tol=1e-9, abs_tol=1e-6), path,
+                 f"resources.{k}", f"{total!r}, but its layers sum to {summed:,.0f} (edited?); rebuild")
+        board = d["board"] if isinstance(d["board"], dict) else {}
+        avail = {k: board.get(k.lower()) for k in d["utilisation"]}  # Board.to_dict: lut, bram_18k, uram, dsp
+        for k, u in d["utilisation"].items():
+            if avail.get(k):
+                need(math.isclose(u, d["resources"][k] / avail[k], rel_tol=1e-9), path, f"utilisation.{k}",
+                     f"{u!r} is not resources.{k} over the part's {avail[k]} (edited?); rebuild")
+        need(d["fits"] == all(u <= 1.0 for u in d["utilisation"].values()), path, "fits",
+             f"{d['fits']!r} disagrees with the utilisation (edited?); rebuild")
+        if layers and all("cycles" in x for x in layers):
+            slowest = max(x["cycles"] for x in layers)
+            need(d["max_cycles"] == slowest, path, "max_cycles",
+                 f"{d['max_cycles']!r}, but the slowest layer takes {slowest} (edited?); rebuild")
+            need(math.isclose(d["estimated_fps"], 1e9 / d["clock_ns"] / slowest, rel_tol=1e-9), path,
+                 "estimated_fps", f"{d['estimated_fps']!r} is not the clock over the slowest layer (edited?); rebuild")
+        need(d["meets_target"] == (d["estimated_fps"] >= d["target_fps"]), path, "meets_target",
+             f"{d['meets_target']!r} disagrees with estimated_fps and target_fps (edited?); rebuild")
 
     def __getitem__(self, key):
         return self.body[key]

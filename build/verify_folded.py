@@ -41,10 +41,6 @@ HW_DOMAIN = "finn.custom_op.fpgadataflow"
 FOLDING_ATTRS = ("PE", "SIMD", "parallel_window")
 
 
-class FoldedGraphDiverges(RuntimeError):
-    """The folded dataflow graph does not compute what the export checked."""
-
-
 class ExecuteHLSLayersAsAbstraction(Transformation):
     """Every HLS layer becomes its hardware-abstraction op, which FINN executes in Python."""
 

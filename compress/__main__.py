@@ -32,8 +32,9 @@ def parser() -> argparse.ArgumentParser:
     for f in dataclasses.fields(SearchConfig):
         choices = f.metadata.get("choices")
         shown = ",".join(f.default) if isinstance(f.default, tuple) else f.default
+        within = f", range {f.metadata['within']}" if f.metadata.get("within") else ""
         p.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=flag_type(hints[f.name]), default=f.default,
-                       choices=choices, help=f"{f.metadata['help']} (default: {shown})")
+                       choices=choices, help=f"{f.metadata['help']} (default: {shown}{within})")
     return p
 
 

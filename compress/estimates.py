@@ -18,23 +18,24 @@ Filling the cache converts a freshly initialised model of a configuration throug
 export's FINN steps and the build's conversion, partition and specialisation (a few
 seconds, no checks: the values do not matter) and stores every layer's units. Moves that
 change disjoint sets of layers are packed into one configuration (`fill`): one
-conversion serves several candidates. The cache is a JSON file, keyed by FPGA part.
+conversion serves several candidates. The cache is a JSON file, keyed by FPGA part, typed and
+digested like every stage file (radioml/artifacts.py): an edited or corrupt figure is refused, never
+used to steer a search.
 """
 from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
+import math
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 
-from radioml.atomic import write_json
+from radioml.artifacts import ArtifactError, need, read_artifact, write_artifact
 from radioml.classes import CLASSES
 
-CACHE_FORMAT = "amc-layer-estimates/1"
+CACHE_FORMAT = "amc-layer-estimates/2"
 
 
 @dataclass(frozen=True)
@@ -105,17 +106,17 @@ def hw_graph(mcfg, board, seed: int = 0):
 
 
 def _convert(model, board):
+    """The build's whole FINN flow up to specialisation (export/runner.py), in a scratch directory, unverified."""
     from build.config import BuildConfig
-    from build.flow import specialised_graph
+    from build.flow import FINN_FLOW, graph_ctx
     from export import steps
+    from export.runner import run
 
     with tempfile.TemporaryDirectory(prefix="amc-estimate-") as tmp, contextlib.redirect_stdout(io.StringIO()), \
             contextlib.redirect_stderr(io.StringIO()):  # FINN's conversion notes, once per candidate shape
-        c = SimpleNamespace(work_dir=tmp)
-        g = steps.step_integer_input(steps.step_export_qonnx(model, c), c)
-        for _, fn, _ in steps.FINN_STEPS:
-            g = fn(g, c)
-        return specialised_graph(g, BuildConfig(export_dir=tmp, board=board.name))
+        ctx = graph_ctx(BuildConfig(export_dir=tmp, board=board.name), Path(tmp))
+        g = steps.step_integer_input(steps.step_export_qonnx(model, ctx), ctx)
+        return run(g, FINN_FLOW, ctx, stop="step_specialize")
 
 
 def units_by_layer(model, part: str, n_layers: int) -> list[list]:
@@ -140,6 +141,26 @@ def units_by_layer(model, part: str, n_layers: int) -> list[list]:
     return out
 
 
+def read_cache(path: Path, part: str) -> dict:
+    """The layers of an estimate cache for `part`, verified: digest, then every candidate's figures."""
+    try:
+        body = read_artifact(path, CACHE_FORMAT)
+    except ArtifactError as e:
+        raise ArtifactError(f"{e}; pass another --estimate-cache") from None
+    need(body.get("part") == part, path, "part", f"{body.get('part')!r}, not {part}; pass another --estimate-cache")
+    layers = body.get("layers")
+    need(isinstance(layers, dict), path, "layers", "not an object")
+    for sig, units in layers.items():
+        for unit in units if isinstance(units, list) else [None]:
+            ok = isinstance(unit, list) and len(unit) == 2 and isinstance(unit[0], str) and isinstance(unit[1], list)
+            need(ok and unit[1], path, f"layers.{sig}", "not a list of [unit name, candidates]")
+            for c in unit[1]:
+                need(isinstance(c, list) and len(c) == 5 and isinstance(c[1], int) and c[1] >= 1 and
+                     all(isinstance(v, (int, float)) and math.isfinite(v) and v >= 0 for v in c[2:]),
+                     path, f"layers.{sig}.{unit[0]}", f"{c!r} is not [setting, cycles, LUT, BRAM18, DSP]")
+    return layers
+
+
 class LayerEstimates:
     """Per-layer folding candidates by signature, on one part, persisted in a JSON file (optional)."""
 
@@ -149,15 +170,7 @@ class LayerEstimates:
         self.layers: dict[str, list] = {}
         self.conversions = 0
         if self.path and self.path.is_file():
-            try:
-                d = json.loads(self.path.read_text())
-            except ValueError as e:
-                raise ValueError(f"{self.path}: not a readable estimate cache ({e}); pass another --estimate-cache") \
-                    from None
-            if d.get("format") != CACHE_FORMAT or d.get("part") != board.part:
-                raise ValueError(f"{self.path}: an estimate cache of {d.get('format')!r} for part {d.get('part')!r}, "
-                                 f"not {CACHE_FORMAT!r} for {board.part}; pass another --estimate-cache")
-            self.layers = d["layers"]
+            self.layers = read_cache(self.path, board.part)
 
     def missing(self, shape: Shape) -> list[str]:
         return [s for s in shape.signatures() if s not in self.layers]
@@ -168,8 +181,11 @@ class LayerEstimates:
         for sig, units in zip(shape.signatures(), units_by_layer(g, self.board.part, len(shape.weight_bits))):
             self.layers[sig] = units
         self.conversions += 1
+        self.save()
+
+    def save(self) -> None:
         if self.path:
-            write_json(self.path, {"format": CACHE_FORMAT, "part": self.board.part, "layers": self.layers})
+            write_artifact(self.path, CACHE_FORMAT, {"part": self.board.part, "layers": self.layers})
 
     def fill(self, base: Shape, changes: list[tuple[str, int, int]]) -> None:
         """Make every signature of `base` with one of `changes` (field, index, value) applied known,

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from radioml.batches import iter_batches, prefetch
+from train.speed import SpeedConfig, Step
 
 
 def epoch_frames(train: np.ndarray, subset: float, seed: int, step: int, epoch: int) -> np.ndarray:
@@ -35,9 +36,11 @@ def distillation_loss(student: torch.Tensor, teacher: torch.Tensor | None, y: to
 
 
 def train_epoch(model, teacher, ds, frames: np.ndarray, *, lr: float, batch_size: int, kd_weight: float,
-                kd_temperature: float, seed: int, epoch_key: int, optimizer=None, desc: str | None = None):
-    """One pass over `frames`; returns (the optimizer, mean loss)."""
+                kd_temperature: float, seed: int, epoch_key: int, optimizer=None, desc: str | None = None,
+                speed: SpeedConfig | None = None):
+    """One pass over `frames` (the student's forward by train/speed.py's levers); returns (the optimizer, mean loss)."""
     model.train()
+    step = Step(model, speed or SpeedConfig(), torch.device("cpu"))
     opt = optimizer or torch.optim.Adam(model.parameters(), lr=lr)
     loss_sum, seen = 0.0, 0
     batches = prefetch(iter_batches(ds, frames, batch_size, shuffle=True, seed=seed, epoch=epoch_key), 3)
@@ -47,7 +50,7 @@ def train_epoch(model, teacher, ds, frames: np.ndarray, *, lr: float, batch_size
         with torch.no_grad():
             t = teacher(x) if teacher is not None and kd_weight > 0 else None
         opt.zero_grad(set_to_none=True)
-        loss = distillation_loss(model(x), t, y, kd_weight, kd_temperature)
+        loss = distillation_loss(step(x).float(), t, y, kd_weight, kd_temperature)
         loss.backward()
         opt.step()
         loss_sum += loss.item() * len(y)

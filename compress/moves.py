@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from train.channel_pruning import CHANNEL_MULTIPLE, _weakest, alive, channel_norms, kept_count, remove_channels
+from train.channel_pruning import CHANNEL_MULTIPLE, alive, keep_strongest, kept_count
 from train.checkpoint import in_place_loading, quant_state, restore_quant_state
 from train.masks import deployable_copy
 from train.model import build_vgg10, channel_groups
@@ -67,11 +67,10 @@ def apply_move(model, mcfg, move: Move):
     if move.kind == "channels":
         m = deployable_copy(model)
         g = channel_groups(m)[move.index]
-        live = alive(g)
-        n = int(live.sum())
+        n = int(alive(g).sum())
         if not 1 <= move.value < n:
             raise ValueError(f"group {move.index} has {n} channels; cannot keep {move.value}")
-        remove_channels(g, _weakest(channel_norms(g), live, n - move.value))
+        keep_strongest(g, move.value)
         return narrow(deployable_copy(m), mcfg)
     shape = move.shape_after(Shape.of(mcfg))
     ncfg = shape.model_config(mcfg)

@@ -13,9 +13,10 @@ stops when no move saves anything, or after max_steps moves.
 from __future__ import annotations
 
 from .moves import Move, channel_step
+from train.state import StrictState
 
 
-class FeedbackSearch:
+class FeedbackSearch(StrictState):
     def __init__(self, groups: int, p0: float = 0.2, divisor: float = 2.0, p_min: float = 0.05,
                  min_weight_bits: int = 2, min_act_bits: int = 2, max_steps: int = 40, accuracy_eps: float = 0.005):
         self.p0, self.divisor, self.p_min = p0, divisor, p_min
@@ -71,11 +72,3 @@ class FeedbackSearch:
         while self.rates[g] >= self.p_min and channel_step(w, self.rates[g]) <= move.value:
             self.rates[g] /= self.divisor  # a smaller rate that removes no fewer channels is no new move
 
-    def state_dict(self) -> dict:
-        return dict(vars(self))
-
-    def load_state_dict(self, state: dict) -> None:
-        for k, v in state.items():
-            if not hasattr(self, k):
-                raise KeyError(f"unexpected search state {k!r}")
-            setattr(self, k, v)

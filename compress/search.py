@@ -277,11 +277,27 @@ def refuse_foreign_out(out: Path) -> None:
                          f"search.json: not a search directory; pass a new or empty --out")
 
 
-def search(cfg: SearchConfig, log_fn=None) -> dict:
-    """Run (or resume) the search in cfg.out; a second process on the same directory is refused."""
-    from train.loop import run_lock
+def check_inputs(cfg: SearchConfig) -> None:
+    """What the flags, the board and the data file say together, before --out is touched."""
+    from build.boards import board
+    from radioml.dataset import RadioMLFile
 
     validate(cfg)
+    clock_ns = cfg.clock_ns or board(cfg.board).clock_ns
+    if int(1e9 / clock_ns / cfg.target_fps) < 1:
+        raise ValueError(f"--target-fps {cfg.target_fps:,}: more than one frame per {clock_ns:g} ns clock cycle")
+    with RadioMLFile(cfg.data) as ds:
+        feedback = len(ds.split(None, cfg.val_fraction).val)
+    if cfg.probe_frames > feedback:
+        raise ValueError(f"--probe-frames {cfg.probe_frames:,}: {cfg.data} has {feedback:,} feedback frames at "
+                         f"--val-fraction {cfg.val_fraction}")
     refuse_foreign_out(Path(cfg.out))
-    with run_lock(Path(cfg.out), "--out"):
+
+
+def search(cfg: SearchConfig, log_fn=None) -> dict:
+    """Run (or resume) the search in cfg.out; a second process on the same directory is refused."""
+    from radioml.publish import dir_lock
+
+    check_inputs(cfg)
+    with dir_lock(Path(cfg.out), "--out"):
         return Search(cfg, log_fn).run()

@@ -9,12 +9,13 @@ Needs onnxruntime (not on a PYNQ image; emulation runs on a host).
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 
 from radioml.artifacts import DriverIO, ExportIO
-from radioml.golden_session import golden_session
+from radioml.golden_session import golden_input_scale, golden_session
 
 from .packing import pack, unpack
 
@@ -31,6 +32,11 @@ class EmulatedBackend:
                              f"from those driver_io.json recorded)")
         if exp_io.input_quant != io.input_quant:
             raise ValueError(f"{export_dir}: input quantiser differs from the bundle's driver_io.json")
+        scale, zero_point = golden_input_scale(qcdq)
+        if not (math.isclose(scale, io.input_quant.scale, rel_tol=1e-6) and zero_point == io.input_quant.zero_point):
+            raise ValueError(f"{qcdq}: its input quantiser has scale {scale:.6g}, zero point {zero_point:g}; "
+                             f"driver_io.json says {io.input_quant.scale:.6g}, {io.input_quant.zero_point:g} "
+                             f"(edited?); rebuild the bundle")
         self.sess = golden_session(qcdq)
         self.iq = io.input_quant
         self.d = io.io_shape_dict

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from radioml.artifacts import ArtifactError, DriverIO
+from radioml.finn_settings import read_bundle_io
 
 from .packing import pack, unpack
 
@@ -29,7 +30,7 @@ class DriverError(ValueError):
 def load_io(bundle_dir) -> DriverIO:
     """The bundle's driver_io.json, verified (radioml.artifacts.DriverIO: format, digest, every field)."""
     try:
-        return DriverIO.read(bundle_dir)
+        return read_bundle_io(bundle_dir)
     except ArtifactError as e:
         raise DriverError(str(e)) from None
 

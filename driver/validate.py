@@ -9,7 +9,9 @@ per class, confusion matrix) and frames/s with and without host-side packing.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -103,9 +105,29 @@ def main(argv=None) -> int:
     p.add_argument("--export", dest="export_dir", help="export directory for --emulate (default: the bundle's)")
     p.add_argument("--out", help="write the results JSON here")
     a = p.parse_args(argv)
-    return run_main(lambda: _report(validate(a.bundle, a.data, a.batch_size, a.emulate, a.export_dir, a.snr, a.limit,
-                                             progress=True), a.out),
-                    (DriverError, DatasetError, ValueError, OSError))
+    from radioml.golden_session import MissingPackage
+
+    def work():
+        if a.out:
+            check_writable(Path(a.out))
+        _report(validate(a.bundle, a.data, a.batch_size, a.emulate, a.export_dir, a.snr, a.limit, progress=True), a.out)
+
+    return run_main(work, (DriverError, DatasetError, MissingPackage, ValueError, OSError))
+
+
+def check_writable(out: Path) -> None:
+    """--out is checked before the run, not after it: a results file that cannot be written loses the run."""
+    folder = out.parent if str(out.parent) else Path(".")
+    if out.is_dir():
+        raise DriverError(f"--out {out}: is a directory; name a file")
+    if not folder.is_dir():
+        raise DriverError(f"--out {out}: {folder} is not a directory")
+    try:  # a real write: permissions, read-only mounts and root alike
+        fd, probe = tempfile.mkstemp(prefix=f".{out.name}.probe", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise DriverError(f"--out {out}: {folder} is not writable ({e.strerror})") from None
 
 
 def _report(m: dict, out) -> None:

@@ -2,7 +2,8 @@
 
 A PYNQ image (Python 3.8, numpy 1.x, pynq) needs only these two packages, none of the
 training or FINN stack: `pip install amc_board-<version>-py3-none-any.whl` on the board (add
-`[data]` for h5py where the image lacks it), then `python -m driver.validate ...` or the
+`[data]` for h5py where the image lacks it, `[emulate]` for onnx and onnxruntime, which only
+`--emulate` on a host needs), then `python -m driver.validate ...` or the
 `amc-validate` command. The wheel is written here with the standard library (a wheel is a zip
 with its metadata and a RECORD of digests), so building it needs no setuptools and gives the
 same bytes for the same sources.
@@ -39,7 +40,8 @@ def metadata(ver: str) -> str:
         "Metadata-Version: 2.1", "Name: amc-board", f"Version: {ver}",
         "Summary: Board side of the AMC FPGA toolchain: RadioML reader and the PYNQ driver (numpy, h5py, pynq)",
         "Requires-Python: >=3.8", "Requires-Dist: numpy>=1.16", "Provides-Extra: data",
-        'Requires-Dist: h5py; extra == "data"', "", ""])
+        'Requires-Dist: h5py; extra == "data"', "Provides-Extra: emulate", 'Requires-Dist: onnx; extra == "emulate"',
+        'Requires-Dist: onnxruntime; extra == "emulate"', "", ""])
 
 
 def build_wheel(out: Path) -> Path:

@@ -1,4 +1,5 @@
-"""Export of a trained VGG10 to QONNX / QCDQ / FINN-ONNX, checked stage by stage against PyTorch."""
+"""Export of a trained model (or a QONNX file) to QONNX / QCDQ / FINN-ONNX, every stage checked bit for bit against
+the golden reference (the PyTorch model, or the QONNX graph executed by qonnx)."""
 import warnings
 
 warnings.filterwarnings("ignore", message="fast_hadamard_transform package not found")

@@ -38,7 +38,8 @@ import numpy as np
 from radioml.golden_session import golden_session
 from radioml.quant import InputQuant
 
-from .steps import FINN_STEPS, finn_settings, to_layout
+from .runner import short_name, step_file
+from .steps import FINN_STEPS, INPUT_LAYOUT, finn_settings, to_layout
 
 
 class ExportCheckFailed(RuntimeError):
@@ -66,6 +67,7 @@ class CheckReport:
     frames: int
     frame_indices: list
     stages: list = field(default_factory=list)
+    reference_logits: np.ndarray | None = None  # what every stage was judged against
 
     @property
     def ok(self) -> bool:
@@ -142,51 +144,54 @@ def _to_ncw(a: np.ndarray, ref_shape) -> np.ndarray:
 
 def judge(stage: str, logits: np.ndarray, ref_logits: np.ndarray, tol: float, tie_frames=None,
           **kw) -> StageResult:
-    """One stage against the reference logits (PyTorch's or the QONNX graph's): top-1 (logit ties forgiven), max |diff| and integer
-    exactness; frames that disagree and hold an activation at a rounding tie (`tie_frames`, a boolean
-    per frame) are excused, up to MAX_TIE_FRAMES."""
-    ties = np.zeros(len(logits), bool) if tie_frames is None else np.asarray(tie_frames, bool)
+    """One stage against the reference logits (PyTorch's or the QONNX graph's): top-1 (logit ties forgiven), max |diff| and
+    integer exactness; frames that disagree and hold an activation at a rounding tie (`tie_frames`, a boolean per
+    frame) are excused, up to MAX_TIE_FRAMES."""
     scale = max(1.0, float(np.abs(ref_logits).max()))
     per_frame = np.abs(logits - ref_logits).max(1)
     top1 = _top1_agreement(logits, ref_logits, tol * scale)
-    excused = ties & ((per_frame > tol * scale) | ~top1)
-    keep = ~excused
-    d = float(per_frame[keep].max()) if keep.any() else 0.0
-    agree = float(top1[keep].mean()) if keep.any() else 0.0
-    r = StageResult(stage, d, agree, tie_frames=int(excused.sum()), excused=[int(i) for i in np.flatnonzero(excused)],
-                    **kw)
-    problems = []
-    if excused.sum() > max(1, MAX_TIE_FRAMES * len(logits)):
-        problems.append(f"{int(excused.sum())} of {len(logits)} frames disagree through rounding ties "
-                        f"(more than {MAX_TIE_FRAMES:.0%})")
-    if agree < 1.0:
-        problems.append(f"top-1 agrees on {agree:.2%} of frames")
-    if d > tol * scale:
-        problems.append(f"max |logit diff| {d:.3g} > {tol * scale:.3g}")
+    r, keep = _excuse(stage, top1, top1 & (per_frame <= tol * scale), tie_frames, **kw)
+    r.max_abs_diff = float(per_frame[keep].max()) if keep.any() else 0.0
+    problems = _problems(r, len(logits), "top-1 agrees")
+    if r.max_abs_diff > tol * scale:
+        problems.append(f"max |logit diff| {r.max_abs_diff:.3g} > {tol * scale:.3g}")
     if r.integer_exact is False:
         problems.append(f"integer activations differ first at {r.first_diverging_node}")
-    r.ok = not problems
-    r.detail = "; ".join(problems)
-    return r
+    return _verdict(r, problems)
 
 
 def judge_classes(stage: str, indices: np.ndarray, ref_logits: np.ndarray, tol: float, tie_frames=None) -> StageResult:
     """A stage that outputs the top-1 class index (FINN's LabelSelect) against the reference logits: the index must be
     the reference's top class, or one whose reference logit ties it within tol (relative, as judge); frames that
     disagree and hold an activation at a rounding tie are excused, up to MAX_TIE_FRAMES."""
-    ties = np.zeros(len(indices), bool) if tie_frames is None else np.asarray(tie_frames, bool)
     scale = max(1.0, float(np.abs(ref_logits).max()))
     picked = ref_logits[np.arange(len(ref_logits)), np.asarray(indices).reshape(-1).astype(np.int64)]
     top1 = picked >= ref_logits.max(1) - tol * scale
-    excused = ties & ~top1
+    r, _ = _excuse(stage, top1, top1, tie_frames)
+    return _verdict(r, _problems(r, len(indices), "the class index is the top-1 class"))
+
+
+def _excuse(stage: str, top1: np.ndarray, agrees: np.ndarray, tie_frames, **kw) -> tuple[StageResult, np.ndarray]:
+    """The stage's result (top-1 agreement over the frames kept) with the frames that do not agree and hold a
+    rounding tie excused; (result, frames kept)."""
+    ties = np.zeros(len(agrees), bool) if tie_frames is None else np.asarray(tie_frames, bool)
+    excused = ties & ~agrees
     keep = ~excused
     agree = float(top1[keep].mean()) if keep.any() else 0.0
-    r = StageResult(stage, 0.0, agree, tie_frames=int(excused.sum()), excused=[int(i) for i in np.flatnonzero(excused)])
+    return StageResult(stage, 0.0, agree, tie_frames=int(excused.sum()),
+                       excused=[int(i) for i in np.flatnonzero(excused)], **kw), keep
+
+
+def _problems(r: StageResult, n: int, agreement: str) -> list[str]:
     problems = []
-    if excused.sum() > max(1, MAX_TIE_FRAMES * len(indices)):
-        problems.append(f"{int(excused.sum())} of {len(indices)} frames disagree through rounding ties")
-    if agree < 1.0:
-        problems.append(f"the class index is the top-1 class on {agree:.2%} of frames")
+    if r.tie_frames > max(1, MAX_TIE_FRAMES * n):
+        problems.append(f"{r.tie_frames} of {n} frames disagree through rounding ties (more than {MAX_TIE_FRAMES:.0%})")
+    if r.top1_agreement < 1.0:
+        problems.append(f"{agreement} on {r.top1_agreement:.2%} of frames")
+    return problems
+
+
+def _verdict(r: StageResult, problems: list[str]) -> StageResult:
     r.ok = not problems
     r.detail = "; ".join(problems)
     return r
@@ -201,10 +206,11 @@ def qonnx_logits(path, frames: np.ndarray) -> np.ndarray:
     return np.concatenate([_exec(q, f[None]) for f in frames]).reshape(len(frames), -1)
 
 
-def run_checks(work_dir: Path, ref_logits: np.ndarray, frames: np.ndarray, indices, iq: InputQuant,
+def run_checks(work_dir: Path, ref_logits: np.ndarray | None, frames: np.ndarray, indices, iq: InputQuant,
                tol: float = 1e-4, reference: str = "pytorch") -> CheckReport:
     """Compare every stage saved in `work_dir` with the reference logits of `frames` (N, 2, 1024): PyTorch's, or
-    with reference "qonnx" the QONNX graph's (whose own stage is then not judged)."""
+    with reference "qonnx" the QONNX graph's, computed here in the same pass (pass None; its own stage is then not
+    judged). The report carries the reference logits."""
     from qonnx.core.modelwrapper import ModelWrapper
 
     finn_settings()
@@ -217,8 +223,11 @@ def run_checks(work_dir: Path, ref_logits: np.ndarray, frames: np.ndarray, indic
     q_logits = np.concatenate([c[q.graph.output[0].name] for c in q_ctx])
     q_ties = [_activation_ties(q, c) for c in q_ctx]
     tie_frames = np.array([any(t.any() for t in ties) for ties in q_ties])
-    if reference != "qonnx":
+    if reference == "qonnx":
+        ref_logits = q_logits.reshape(len(frames), -1)
+    else:
         rep.stages.append(judge("qonnx", q_logits, ref_logits, tol, tie_frames))
+    rep.reference_logits = ref_logits
     q_acts = [_activation_ints_qonnx(q, c) for c in q_ctx]
 
     sess = golden_session(work_dir / "model_qcdq.onnx")
@@ -226,9 +235,10 @@ def run_checks(work_dir: Path, ref_logits: np.ndarray, frames: np.ndarray, indic
                             tie_frames))
 
     ints = iq.quantize(frames)
-    for i, (name, _, layout) in enumerate(FINN_STEPS, start=1):
-        m = ModelWrapper(str(work_dir / "steps" / f"{i:02d}_{name}.onnx"))
-        x = to_layout(ints, layout)
+    for i, step in enumerate(FINN_STEPS, start=1):  # the graphs the runner saved, read back
+        name = short_name(step)
+        m = ModelWrapper(str(work_dir / "steps" / step_file(i, step)))
+        x = to_layout(ints, INPUT_LAYOUT[step])
         ctxs = [_exec(m, x[k:k + 1], full=True) for k in range(len(frames))]
         logits = np.concatenate([c[m.graph.output[0].name] for c in ctxs]).reshape(ref_logits.shape)
         exact, node = _compare_integers(q_acts, [_activation_ints_finn(m, c) for c in ctxs], q_ties)

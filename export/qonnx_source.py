@@ -9,9 +9,11 @@ with QuantIdentity (or QuantHardTanh) in front and QuantReLU activations gives s
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from radioml.classes import CLASSES, FRAME_LENGTH
+from radioml.cli import first_line
 
 # op types of a QONNX 1D CNN that qonnx_to_finn, streamlining and FINN's convert-to-HW steps turn into
 # dataflow layers (thresholds, MVAUs, sliding windows, pools, the final scale and bias)
@@ -30,9 +32,13 @@ def check_qonnx_file(path) -> None:
         raise ValueError(f"{path}: no such file")
     try:
         m = ModelWrapper(onnx.load(str(path)))
-    except Exception as e:  # onnx raises DecodeError and others for a file that is not ONNX
-        raise ValueError(f"{path}: not an ONNX file ({type(e).__name__})") from None
+    except Exception as e:  # onnx raises DecodeError for a file that is not ONNX, ValidationError and others
+        reason = first_line(e) if str(e).strip() else type(e).__name__
+        raise ValueError(f"{path}: not a loadable ONNX file ({type(e).__name__}: {reason})") from None
     g = m.graph
+    cyclic = nodes_on_a_cycle(g)
+    if cyclic:
+        raise ValueError(f"{path}: the graph has a cycle through {', '.join(cyclic[:3])}; an ONNX graph is acyclic")
     inits = {i.name for i in g.initializer}
     inputs = [i for i in g.input if i.name not in inits]
     if len(inputs) != 1 or len(g.output) != 1:
@@ -49,7 +55,7 @@ def check_qonnx_file(path) -> None:
         raise ValueError(f"{path}: input {inputs[0].name} has shape {shape}; the flow feeds one RadioML frame, "
                          f"{tuple(INPUT_SHAPE)} (batch, I/Q, samples): export with torch.zeros(1, 2, {FRAME_LENGTH})")
     out = m.get_tensor_shape(g.output[0].name)
-    if out is None or int(_prod(out)) != len(CLASSES) or out[0] != 1:
+    if out is None or math.prod(int(d) for d in out) != len(CLASSES) or out[0] != 1:
         raise ValueError(f"{path}: output {g.output[0].name} has shape {out}; the flow expects the {len(CLASSES)} "
                          f"class scores of RadioML 2018.01A, (1, {len(CLASSES)})")
     first = m.find_consumer(inputs[0].name)
@@ -62,8 +68,14 @@ def check_qonnx_file(path) -> None:
         raise ValueError(f"{path}: the input quantiser {first.name} has a zero point; the flow needs a symmetric one")
 
 
-def _prod(shape) -> int:
-    n = 1
-    for d in shape:
-        n *= int(d)
-    return n
+def nodes_on_a_cycle(graph) -> list[str]:
+    """Names of the nodes that no topological order reaches (Kahn's algorithm): empty for an acyclic graph."""
+    producers = {o: k for k, n in enumerate(graph.node) for o in n.output}
+    deps = [{producers[i] for i in n.input if i in producers} for n in graph.node]
+    done: set[int] = set()
+    progress = True
+    while progress:
+        ready = [k for k in range(len(deps)) if k not in done and deps[k] <= done]
+        done.update(ready)
+        progress = bool(ready)
+    return [graph.node[k].name or graph.node[k].op_type for k in range(len(deps)) if k not in done]

@@ -1,8 +1,8 @@
 """Export stages, each a plain function (artifact, ExportConfig) -> artifact, as FINN's builder steps.
 
-The FINN-side flow is a list (`FINN_STEPS`); every FINN-side step saves its model under
-`<out>/steps/NN_<name>.onnx` so the checks can run (and a user can open) every
-intermediate graph. Order and why:
+The FINN-side flow is a list (`FINN_STEPS`), run by export/runner.py, which saves every step's
+model as `<out>/steps/NN_<name>.onnx` so the checks can run (and a user can open) every
+intermediate graph; the build continues the same flow (build/flow.py). Order and why:
 
   export_qonnx        Brevitas -> QONNX (batch 1: FINN's dataflow is per frame), qonnx cleanup
   export_qcdq         Brevitas -> QCDQ ONNX, dynamic batch: the golden model plain onnxruntime runs
@@ -35,13 +35,6 @@ def finn_settings():
     from .finn_env import prepare
 
     prepare()
-
-
-def save_step(model, cfg, index: int, name: str):
-    path = Path(cfg.work_dir) / "steps" / f"{index:02d}_{name}.onnx"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    model.save(str(path))
-    return model
 
 
 def step_export_qonnx(model, cfg):
@@ -145,13 +138,11 @@ def step_channels_last(model, cfg):
     return model
 
 
-# (name, function, input layout of the saved graph) for the FINN-side steps
-FINN_STEPS = [
-    ("qonnx_to_finn", step_qonnx_to_finn, "NCW"),
-    ("to_4d", step_to_4d, "NCW1"),
-    ("streamline", step_streamline, "NCW1"),
-    ("channels_last", step_channels_last, "NW1C"),
-]
+# the export's FINN-side steps, from the integer-input QONNX graph to model_finn_streamlined.onnx
+FINN_STEPS = [step_qonnx_to_finn, step_to_4d, step_streamline, step_channels_last]
+# the input layout of each step's output graph (what the checks feed it)
+INPUT_LAYOUT = {step_qonnx_to_finn: "NCW", step_to_4d: "NCW1", step_streamline: "NCW1", step_channels_last: "NW1C"}
+STREAMLINED_LAYOUT = INPUT_LAYOUT[FINN_STEPS[-1]]  # model_finn_streamlined.onnx's
 
 
 def to_layout(x_ncw: np.ndarray, layout: str) -> np.ndarray:

@@ -28,7 +28,7 @@ import numpy as np
 
 from radioml.classes import CLASSES
 from radioml.cli import run_main
-from radioml.publish import check_target, publish, work_dir
+from radioml.publish import check_target, output_lock, publish, work_dir
 
 from .config import ExportConfig
 
@@ -99,23 +99,20 @@ def _source_model(cfg: ExportConfig):
 
 
 def _write_reference_models(cfg: ExportConfig, frames: np.ndarray, log=print):
-    """model_qonnx.onnx and model_qcdq.onnx into cfg.work_dir; (QONNX model, reference logits of `frames`,
-    what the reference is, source description, ModelConfig dict, digest of the source)."""
+    """model_qonnx.onnx and model_qcdq.onnx into cfg.work_dir; (QONNX model, reference logits of `frames` (None for
+    a QONNX source: the checks execute its graph once and give them), what the reference is, source description,
+    ModelConfig dict, digest of the source)."""
     from . import steps
 
     if cfg.qonnx:
         from radioml.artifacts import file_digest
 
-        from .golden import qonnx_logits
-
         log(f"  QONNX file {cfg.qonnx}: qonnx cleanup and QCDQ (qonnx's QuantToQCDQ)")
         qonnx_model = steps.step_load_qonnx(cfg.qonnx, cfg)
         steps.step_qcdq_from_qonnx(qonnx_model, cfg)
-        log(f"  reference: the QONNX graph executed by qonnx on {len(frames)} frames")
-        logits = qonnx_logits(Path(cfg.work_dir) / "model_qonnx.onnx", frames)
         # the digest of the cleaned model, one file: a dynamo export keeps its weights in a .data file beside it
         digest = file_digest(Path(cfg.work_dir) / "model_qonnx.onnx")
-        return qonnx_model, logits, "qonnx", f"QONNX file {cfg.qonnx}", {}, digest
+        return qonnx_model, None, "qonnx", f"QONNX file {cfg.qonnx}", {}, digest  # logits: the checks' pass
     import torch
 
     from train.saved_model import tensor_digest
@@ -129,16 +126,18 @@ def _write_reference_models(cfg: ExportConfig, frames: np.ndarray, log=print):
     return qonnx_model, logits, "pytorch", what, mcfg.to_dict(), tensor_digest(model.state_dict())
 
 
-def _write_finn_steps(qonnx_model, cfg: ExportConfig, log=print):
-    """Every FINN step into cfg.work_dir; (streamlined FINN model, input quantiser)."""
+def _write_finn_steps(qonnx_model, cfg: ExportConfig, log=print, times=None):
+    """Every FINN step into cfg.work_dir (each step's seconds into `times`); (streamlined FINN model, input
+    quantiser)."""
+    from .runner import run
+
     from . import steps
     from .transforms import input_quant_of
 
     iq, _ = input_quant_of(qonnx_model)
     m = steps.step_integer_input(qonnx_model, cfg)
-    for i, (name, fn, _) in enumerate(steps.FINN_STEPS, start=1):
-        log(f"  FINN step {i}/{len(steps.FINN_STEPS)}: {name}")
-        m = steps.save_step(fn(m, cfg), cfg, i, name)
+    m = run(m, steps.FINN_STEPS, cfg, save_dir=Path(cfg.work_dir) / "steps", log=lambda s: log(f"  FINN {s}"),
+            times=times)
     m.save(str(Path(cfg.work_dir) / "model_finn_streamlined.onnx"))
     return m, iq
 
@@ -162,18 +161,24 @@ def _write_io(work: Path, m, iq, model_config: dict, what: str, model_digest: st
 
 def _write_verification_pair(work: Path, iq, frames, ref_logits, k: int) -> None:
     """FINN's verification pair: check frame k (one every stage agrees on, rounding ties aside)."""
-    from .steps import FINN_STEPS, to_layout
+    from .steps import STREAMLINED_LAYOUT, to_layout
 
-    np.save(work / "input.npy", to_layout(iq.quantize(frames[k:k + 1]), FINN_STEPS[-1][2]))
+    np.save(work / "input.npy", to_layout(iq.quantize(frames[k:k + 1]), STREAMLINED_LAYOUT))
     np.save(work / "expected_output.npy", ref_logits[k:k + 1])
 
 
 def export(cfg: ExportConfig, log=print) -> Path:
-    """Run the export flow and the checks; return the output directory."""
+    """Run the export flow and the checks; return the output directory. One process at a time per --out."""
+    with output_lock(cfg.out):
+        return _export(cfg, log)
+
+
+def _export(cfg: ExportConfig, log=print) -> Path:
     from train.cost import onnx_cost
 
     from .golden import ExportCheckFailed, run_checks
     from .report_file import ExportReport
+    from .runner import format_times
 
     out = Path(cfg.out)
     check_inputs(cfg)
@@ -183,14 +188,17 @@ def export(cfg: ExportConfig, log=print) -> Path:
     try:
         qonnx_model, ref_logits, reference, what, model_config, digest = _write_reference_models(cfg, frames, log)
         log(f"exporting {what}; checks on {len(frames)} test frames of {cfg.data} against {reference}")
-        m, iq = _write_finn_steps(qonnx_model, cfg, log)
-        np.savez(work / "golden.npz", frames=frames, indices=idx, labels=labels, reference_logits=ref_logits)
+        times: dict = {}
+        m, iq = _write_finn_steps(qonnx_model, cfg, log, times)
         log(f"  checking every stage against {reference}")
         report = run_checks(work, ref_logits, frames, idx, iq, cfg.tol, reference)
+        ref_logits = report.reference_logits
+        np.savez(work / "golden.npz", frames=frames, indices=idx, labels=labels, reference_logits=ref_logits)
         cost = onnx_cost(work / "model_qonnx.onnx")
         ExportReport(what, report.frames, report.frame_indices, [s.to_dict() for s in report.stages], report.ok,
-                     cost.to_dict(), float((ref_logits.argmax(1) == labels).mean()), reference).write(work)
+                     cost.to_dict(), float((ref_logits.argmax(1) == labels).mean()), reference, times).write(work)
         log(table(report))
+        log("  " + format_times(times))
         log(f"cost {cost.cost:.4f} (bit-ops {cost.bops:,.0f}, weight bits {cost.weight_bits:,.0f}, "
             f"non-zero weights {cost.weights:,.0f})")
         if not report.ok:

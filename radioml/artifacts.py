@@ -233,5 +233,7 @@ class DriverIO:
 
     @classmethod
     def read(cls, bundle_dir) -> "DriverIO":
+        """driver_io.json alone; a bundle is read with radioml.finn_settings.read_bundle_io (FINN's settings.json
+        beside it checked to say the same)."""
         path = Path(bundle_dir) / "driver_io.json"
         return cls.from_dict(read_artifact(path, cls.FORMAT), path)

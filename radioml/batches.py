@@ -97,6 +97,52 @@ def iter_batches(ds: RadioMLFile, indices: np.ndarray, batch_size: int = 1024, *
         yield _make_batch(ds, pend_idx, pend_x)
 
 
+def batch_order(indices: np.ndarray, batch_size: int = 1024, *, shuffle: bool = False, seed: int = 0,
+                epoch: int = 0, buffer_frames: int = 65536, run_length: int = 32,
+                drop_last: bool = False) -> Iterator[np.ndarray]:
+    """The frame indices of each batch `iter_batches` yields with the same arguments, without reading
+    a frame: for frames already held in memory (train/speed.py's Resident), in the same order."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    indices = np.sort(np.asarray(indices, dtype=np.int64))
+    buffer_frames = max(buffer_frames // batch_size, 1) * batch_size
+    if not shuffle:
+        for a in range(0, len(indices), buffer_frames):
+            chunk = indices[a:a + buffer_frames]
+            for b in range(0, len(chunk), batch_size):
+                if b + batch_size > len(chunk) and drop_last:
+                    return
+                yield chunk[b:b + batch_size]
+        return
+    rng = np.random.default_rng([seed, epoch])
+    runs = np.array_split(indices, max(1, -(-len(indices) // run_length)))
+    order = rng.permutation(len(runs))
+    pend = indices[:0]
+    pos = 0
+    while pos < len(order):
+        take, n = [], 0
+        while pos < len(order) and n < buffer_frames:
+            take.append(runs[order[pos]])
+            n += len(take[-1])
+            pos += 1
+        buf = np.sort(np.concatenate(take))
+        shuffled = buf[rng.permutation(len(buf))]
+        at = 0
+        if len(pend):
+            k = min(batch_size - len(pend), len(shuffled))
+            pend, at = np.concatenate([pend, shuffled[:k]]), k
+            if len(pend) == batch_size:
+                yield pend
+                pend = indices[:0]
+        while at + batch_size <= len(shuffled):
+            yield shuffled[at:at + batch_size]
+            at += batch_size
+        if at < len(shuffled):
+            pend = np.concatenate([pend, shuffled[at:]])
+    if len(pend) and not drop_last:
+        yield pend
+
+
 def prefetch(batches: Iterable, depth: int = 2) -> Iterator:
     """Run `batches` in a background thread, `depth` items ahead of the consumer.
 

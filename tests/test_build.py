@@ -103,8 +103,13 @@ def test_dockerfile_and_entry_script_lint_clean_and_script_runs_to_vivado_check(
     runs = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
     assert any("python -m export.finn_env fetch-deps" in line for line in runs)
     assert not any("finn deps" in line for line in runs)  # wizard + XSI build: needs a tty and Vivado
-    for path in ("requirements.txt", "requirements-finn.txt", "docker/build_bitfile.sh"):
-        assert (ROOT / path).exists()
+    # every COPY source is in the tree and let through by .dockerignore (which ignores everything else)
+    allowed = {line[1:] for line in (ROOT / ".dockerignore").read_text().splitlines() if line.startswith("!")}
+    sources = [src for line in runs if line.startswith("COPY ") for src in line.split()[1:-1]]
+    assert "radioml" in sources and "docker/build_bitfile.sh" in sources
+    for src in sources:
+        assert (ROOT / src).exists(), src
+        assert any(src == a or src.startswith(a + "/") for a in allowed), f"{src} is excluded by .dockerignore"
 
 
 # -- the bitfile path (issue 10): what can be checked without Vivado ------------------------------------

@@ -217,7 +217,11 @@ def _board_bundle(b, exp, dest, alveo: bool):
         io = dataclasses.replace(io, bitfile="bitfile/finn-accel.bit")
         (dest / io.bitfile).write_bytes(b"bit")
         (dest / "bitfile/finn-accel.hwh").write_text("<hwh/>")
-    io.write(dest)  # what the --bitfile build writes (its own driver_io.json)
+    io.write(dest)  # what the --bitfile build writes (its own driver_io.json, FINN's settings.json saying the same)
+    from radioml.finn_settings import SETTINGS, write_finn_settings
+
+    (dest / SETTINGS).unlink()
+    write_finn_settings(dest, io)
     emu = EmulatedBackend(exp, io)
 
     def compute(x, n):  # the accelerator: packed input bytes in, packed output bytes out
@@ -460,7 +464,7 @@ def test_finn_plus_driver_runs_a_bundle_built_here_as_this_projects_driver_does(
     line does, gives this project's predictions and drives the DMAs with the same register sequence."""
     import json
 
-    from build.finn_settings import check_finn_settings
+    from radioml.finn_settings import check_finn_settings
     from finn_plus_driver import get_driver_class
 
     root, exp, b = bundle

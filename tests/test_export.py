@@ -64,7 +64,7 @@ def test_streamlined_model_reproduces_expected_output(exported):
 def test_corrupted_weight_in_finn_graph_is_caught_and_named(exported, tmp_path):
     bad = tmp_path / "bad"
     shutil.copytree(exported, bad)
-    path = bad / "steps" / "04_channels_last.onnx"
+    path = bad / "steps" / "04_step_channels_last.onnx"
     m = ModelWrapper(str(path))
     matmuls = [n for n in m.graph.node if n.op_type == "MatMul"]
     w_name = matmuls[3].input[1]

@@ -217,7 +217,7 @@ def test_a_larger_step_budget_continues_a_finished_search(searched, tiny_file, e
 
 def test_a_second_search_on_the_same_directory_is_refused(searched, tiny_file, estimate_cache):
     from compress.search import search
-    from train.loop import run_lock
+    from radioml.publish import dir_lock as run_lock
 
     _, _, _, root = searched
     cfg = _search_cfg(root / "whole", root / "start" / "model.pt", tiny_file, estimate_cache)
@@ -239,6 +239,6 @@ def test_a_search_refuses_a_directory_it_did_not_write_and_leaves_it_as_it_was(t
     junk = tmp_path / "junk.json"
     junk.write_text("{not json")
     cfg = _search_cfg(tmp_path / "new", start, tiny_file, junk)
-    with pytest.raises(ValueError, match=r"junk.json: not a readable estimate cache .*pass another --estimate-cache"):
+    with pytest.raises(ValueError, match=r"junk.json: not readable JSON .*pass another --estimate-cache"):
         search(cfg, log_fn=lambda *_: None)
     assert junk.read_text() == "{not json"

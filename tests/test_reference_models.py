@@ -9,7 +9,7 @@ import torch
 
 from radioml.dataset import RadioMLFile
 from radioml.metrics import summarize
-from radioml.synthetic import write_synthetic
+from radioml.synthetic import CALIBRATED_V1, write_synthetic
 from train.loop import predict
 from train.saved_model import load_model
 
@@ -52,10 +52,10 @@ BREAKDOWN_ABS = 0.01  # accuracy of one SNR (624 frames) or one class (676 frame
 
 @pytest.mark.slow
 def test_reference_metrics_match_a_re_evaluation(tmp_path):
-    """Regenerate the models' data (the command in models/reference/README.md) and score both models
-    on its test split: accuracy overall, per SNR and per class and the confusion are the shipped metrics.json,
+    """Regenerate the models' data (the command in models/reference/README.md, profile calibrated-v1) and score both
+    models on its test split: accuracy overall, per SNR and per class and the confusion are the shipped metrics.json,
     to within what the CPU's float kernels change (MOVED_FRAMES)."""
-    data = write_synthetic(tmp_path / "ref256.hdf5", frames_per_snr=256, seed=1, progress=False)
+    data = write_synthetic(tmp_path / "ref256.hdf5", frames_per_snr=256, seed=1, cfg=CALIBRATED_V1, progress=False)
     torch.set_num_threads(2)
     with RadioMLFile(data) as ds:
         test = ds.split().test

@@ -20,7 +20,7 @@ from tests.conftest import assert_every_stage_agrees
 ROOT = Path(__file__).resolve().parents[1]
 SANDBOX = ROOT.parent / "shared" / "reference" / "sandbox-vgg10-w8a8" / "pretrained_VGG10_w8a8_20.pth"
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
-pytestmark = pytest.mark.skipif(not SANDBOX.is_file(), reason=f"{SANDBOX} not here (the sandbox model)")
+needs_sandbox = pytest.mark.skipif(not SANDBOX.is_file(), reason=f"{SANDBOX} not here (the sandbox model)")
 
 
 def _run(*args):
@@ -32,6 +32,7 @@ def harsh_file(tmp_path_factory):
     return write_synthetic(tmp_path_factory.mktemp("harsh") / "harsh.hdf5", 8, seed=1, cfg=HARSH, progress=False)
 
 
+@needs_sandbox
 def test_fidelity_table_on_a_small_file_and_the_calibration_shows(tmp_path, small_file, harsh_file):
     r = _run("train.fidelity", "--model", str(SANDBOX), "--data", str(small_file), "--out", str(tmp_path / "cal"))
     assert r.returncode == 0, r.stderr[-2000:]
@@ -42,7 +43,9 @@ def test_fidelity_table_on_a_small_file_and_the_calibration_shows(tmp_path, smal
     assert "largest excess over the real curve at 0 dB and above" in r.stdout
     cal = json.loads((tmp_path / "cal" / "fidelity.json").read_text())
     assert cal["frames"] == 624 and len(cal["per_snr"]) == 26 and len(cal["per_class"]) == 24
-    assert cal["mean_10_30db"] == pytest.approx(np.mean([a for s, a in cal["per_snr"].items() if int(s) >= 10]))
+    # the summary line and the JSON say the same figure, and it lies within the per-SNR range it averages
+    high = [a for s, a in cal["per_snr"].items() if int(s) >= 10]
+    assert f"{cal['mean_10_30db']:.4f}" in r.stdout and min(high) <= cal["mean_10_30db"] <= max(high)
     assert (tmp_path / "cal" / "fidelity.png").stat().st_size > 20_000
     r = _run("train.fidelity", "--model", str(SANDBOX), "--data", str(harsh_file), "--out", str(tmp_path / "harsh"))
     assert r.returncode == 0, r.stderr[-2000:]
@@ -51,6 +54,7 @@ def test_fidelity_table_on_a_small_file_and_the_calibration_shows(tmp_path, smal
     assert cal["mean_10_30db"] > 0.7 and harsh["mean_10_30db"] < 0.3
 
 
+@needs_sandbox
 def test_import_gives_the_sandbox_model_as_a_model_pt_that_exports_with_every_check(tmp_path, small_file):
     from export.config import ExportConfig
     from export.to_finn import export
@@ -71,6 +75,7 @@ def test_import_gives_the_sandbox_model_as_a_model_pt_that_exports_with_every_ch
     assert io["input_dtype"] == "INT8" and io["input_quant"]["scale"] == pytest.approx(2 / 128)
 
 
+@needs_sandbox
 def test_a_requantised_narrowed_import_starts_fmp(tmp_path, tiny_file):
     r = _run("train.import_sandbox", str(SANDBOX), "--out", str(tmp_path / "f32"), "--bits", "4",
              "--conv-filters", "32")

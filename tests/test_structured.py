@@ -17,7 +17,7 @@ from train.cost import model_cost
 from train.masks import deployable_copy, init_masks
 from train.model import ModelConfig, build_vgg10, channel_groups
 from train.narrow import narrow
-from train.schedulers import make_scheduler
+from train.scheduler_factory import make_scheduler
 
 
 @settings(max_examples=300, deadline=None)

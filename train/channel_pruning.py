@@ -79,6 +79,13 @@ def _weakest(norms: torch.Tensor, live: torch.Tensor, n: int) -> torch.Tensor:
     return drop
 
 
+def keep_strongest(group: ChannelGroup, keep: int) -> None:
+    """Mask all but the `keep` live channels of largest L1 norm in `group` (the narrowing of a sandbox import and
+    of compress's channel moves)."""
+    live = alive(group)
+    remove_channels(group, _weakest(channel_norms(group), live, int(live.sum()) - keep))
+
+
 @torch.no_grad()
 def prune_channels(model: nn.Module, amount: float) -> list[int]:
     """Remove `amount` of every group's remaining channels by L1 norm; returns the kept counts."""

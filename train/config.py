@@ -19,6 +19,7 @@ from pathlib import Path
 from .fields import opt
 from .masks import STRUCTURES
 from .model import ModelConfig
+from .speed import SpeedConfig
 
 STRATEGIES = ("none", "imp", "imp-converge", "fmp", "precision")
 
@@ -80,6 +81,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     prune: PruneConfig = field(default_factory=PruneConfig)
     precision: PrecisionConfig = field(default_factory=PrecisionConfig)
+    train: SpeedConfig = field(default_factory=SpeedConfig)
     seed: int = opt(0, "seed of the model's initialisation, the subsets and the shuffles")
     init_from: typing.Optional[str] = opt(None, "start from another run's model: a run directory, model.pt or "
                                                 "checkpoint.pt (e.g. models/reference/vgg10-w4a4-f64/model.pt)")
@@ -121,7 +123,18 @@ class TrainConfig:
         for ok, msg in checks:
             if not ok:
                 raise ValueError(msg)
+        from .speed import check
+
+        check(self.train, self.resolved_device())
         return self
+
+    def resolved_device(self):
+        """The torch.device this run trains on (auto: a GPU if there is one)."""
+        import torch
+
+        if self.device == "auto":
+            return torch.device("cuda" if _cuda_available() else "cpu")
+        return torch.device(self.device)
 
 
 def _cuda_available() -> bool:
@@ -132,7 +145,8 @@ def _cuda_available() -> bool:
 
 # Fields that do not change results: a resumed run may differ in these.
 NON_SEMANTIC = {"run_dir", "device", "threads", "data.cache_dir", "data.path", "prune.cost_every_round",
-                "allow_other_data"}
+                "allow_other_data", "train", "train.precision", "train.compile", "train.fused", "train.resident",
+                "train.resident_gb"}
 
 
 def _leaves(obj, prefix=""):

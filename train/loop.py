@@ -7,9 +7,11 @@ with the accuracy, act on its decision, write a checkpoint. Re-running the same
 command resumes from that checkpoint and reaches the same result.
 
 Runs on CPU, one GPU, or several GPUs under torchrun (DistributedDataParallel:
-every rank trains on its slice of each global batch). Mixed precision is not
-used: Brevitas' fake quantisation in half precision rounds differently from the
-float32 graph that is exported, so the trained model would not be the deployed one.
+every rank trains on its slice of each global batch). The training step's speed
+levers (fused QuantReLU, bf16 autocast, torch.compile, resident data) are
+train/speed.py's; evaluation and checkpoints stay float32 and eager: Brevitas'
+fake quantisation in half precision rounds differently from the float32 graph
+that is exported, so only the training trajectory may change.
 """
 from __future__ import annotations
 
@@ -28,12 +30,13 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from radioml.batches import iter_batches, prefetch
+from radioml.batches import batch_order, iter_batches, prefetch
 from radioml.classes import FRAME_LENGTH
 from radioml.atomic import write_json
 from radioml.cli import first_line
 from radioml.dataset import RadioMLFile
 from radioml.metrics import summarize
+from radioml.publish import dir_lock
 
 from . import checkpoint as ckpt
 from .config import TrainConfig, semantic_diff
@@ -44,7 +47,8 @@ from .model import ModelConfig, build_vgg10
 from .narrow import narrow
 from .saved_model import load_model, save_model
 from .results import write_metrics
-from .schedulers import make_scheduler
+from .scheduler_factory import make_scheduler
+from .speed import Resident, Step, fits
 
 log = logging.getLogger("train")
 
@@ -213,6 +217,8 @@ class Run:
     data_wait: float = 0.0  # seconds the training thread waited for batches
     model_cfg: ModelConfig | None = None  # the live model's config (the precision search changes its bits)
     _net: tuple | None = None  # (model, its DistributedDataParallel wrapper)
+    _step: Step | None = None  # the live model's training forward (train/speed.py)
+    resident: Resident | None = None  # the training split in memory, when it fits
 
     def __post_init__(self):
         if self.model_cfg is None:
@@ -325,29 +331,45 @@ class Run:
         net.train()
         bs = cfg.optim.batch_size
         frames = self.splits.train_for(st.epoch)
-        it = prefetch(iter_batches(self.ds, frames, bs, shuffle=True, seed=cfg.seed, epoch=st.epoch,
-                                   buffer_frames=cfg.data.buffer_frames), 3)
-        loss_sum, correct, seen = 0.0, 0, 0
-        bar = tqdm(total=math.ceil(len(frames) / bs), desc=f"epoch {st.epoch}", leave=False,
-                   disable=not d.main, mininterval=1.0)
+        step = self.step(net)
+        order = dict(shuffle=True, seed=cfg.seed, epoch=st.epoch, buffer_frames=cfg.data.buffer_frames)
+        if self.resident is not None:
+            it = (self.resident.batch(idx[d.rank::d.world]) for idx in batch_order(frames, bs, **order))
+        else:
+            it = ((torch.from_numpy(b.x[d.rank::d.world]).to(self.device, non_blocking=True),
+                   torch.from_numpy(b.y[d.rank::d.world]).to(self.device, non_blocking=True))
+                  for b in prefetch(iter_batches(self.ds, frames, bs, **order), 3))
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        correct = torch.zeros((), dtype=torch.int64, device=self.device)
+        seen = 0
+        n_batches = math.ceil(len(frames) / bs)
+        bar = tqdm(total=n_batches, desc=f"epoch {st.epoch}", leave=False, disable=not d.main, mininterval=1.0)
         t_wait = time.perf_counter()
-        for b in it:
+        for i, (x, y) in enumerate(it):
             self.data_wait += time.perf_counter() - t_wait
-            x = torch.from_numpy(b.x[d.rank::d.world]).to(self.device, non_blocking=True)
-            y = torch.from_numpy(b.y[d.rank::d.world]).to(self.device, non_blocking=True)
             self.opt.zero_grad(set_to_none=True)
-            out = net(x)
-            loss = F.cross_entropy(out, y)
+            out = step(x)
+            loss = F.cross_entropy(out.float(), y)
             loss.backward()
             self.opt.step()
-            loss_sum += loss.item() * len(y)
-            correct += int((out.argmax(1) == y).sum().item())
+            loss_sum += loss.detach().double() * len(y)  # summed on the device: no host sync per step
+            correct += (out.detach().argmax(1) == y).sum()
             seen += len(y)
             bar.update(1)
-            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}", p=f"{self.pruner.rate:.3g}")
+            if d.main and (i % 50 == 0 or i == n_batches - 1):
+                bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}", acc=f"{correct.item() / seen:.3f}",
+                                p=f"{self.pruner.rate:.3g}")
             t_wait = time.perf_counter()
         bar.close()
-        return loss_sum / max(seen, 1), correct / max(seen, 1)
+        return loss_sum.item() / max(seen, 1), correct.item() / max(seen, 1)
+
+    def step(self, net: nn.Module) -> Step:
+        """The training forward of the live model with this run's speed levers (rebuilt with the model)."""
+        if self._step is None or self._step.model is not self.model:
+            self._step = Step(self.model, self.cfg.train, self.device, wrapped=net if net is not self.model else None)
+            if self.dist.main:
+                log.info(f"training step: {self._step.label}")
+        return self._step
 
     def act(self, action, feedback_accuracy: float) -> None:
         """Carry out the pruning scheduler's decision."""
@@ -442,37 +464,8 @@ def _new_run(cfg: TrainConfig) -> Run:
     splits = _splits(ds, cfg)
     model, opt, lr_sched = _model_and_optimizers(cfg.model, cfg, device)
     pruner = make_scheduler(cfg.prune.strategy, cfg.prune, cfg.optim.epochs_per_round, cfg.precision)
-    return Run(cfg, d, device, ds, splits, model, opt, lr_sched, pruner)
-
-
-@contextlib.contextmanager
-def run_lock(run_dir: Path, flag: str = "--run_dir"):
-    """Hold an advisory lock on a run directory for the run's life (the main rank's): a second process on the
-    same directory fails at once, naming the holder, instead of overwriting its checkpoint."""
-    if int(os.environ.get("RANK", "0")) != 0:
-        yield
-        return
-    import fcntl
-
-    run_dir.mkdir(parents=True, exist_ok=True)
-    fh = open(run_dir / ".lock", "a+")
-    try:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        fh.seek(0)
-        holder = fh.read().strip() or "unknown"
-        fh.close()
-        raise ValueError(f"{run_dir}: in use by process {holder} (another run on this {flag}); wait for it to "
-                         f"end or choose another {flag}") from None
-    fh.seek(0)
-    fh.truncate()
-    fh.write(str(os.getpid()))
-    fh.flush()
-    try:
-        yield
-    finally:
-        fcntl.flock(fh, fcntl.LOCK_UN)
-        fh.close()
+    resident = Resident(ds, splits.train, device) if fits(len(splits.train), FRAME_LENGTH, cfg.train, device) else None
+    return Run(cfg, d, device, ds, splits, model, opt, lr_sched, pruner, resident=resident)
 
 
 def data_identity(ds: RadioMLFile) -> dict:
@@ -487,7 +480,7 @@ def data_identity(ds: RadioMLFile) -> dict:
 def train(cfg: TrainConfig) -> Path:
     """Run (or resume) one training run; return its run directory."""
     cfg.validate()
-    with run_lock(Path(cfg.run_dir)):
+    with dir_lock(Path(cfg.run_dir)):
         return _train(cfg)
 
 
@@ -508,7 +501,8 @@ def _train(cfg: TrainConfig) -> Path:
         per_epoch = len(splits.train_for(0))
         log.info(f"data {cfg.data.path}: train {per_epoch:,}"
                  f"{f' an epoch (of {len(splits.train)})' if per_epoch < len(splits.train) else ''}, feedback ({splits.feedback_name}) "
-                 f"{len(splits.feedback)}, test {len(splits.test)} frames; device {run.device}, world {dist.world}; "
+                 f"{len(splits.feedback)}, test {len(splits.test)} frames{' (training split resident)' if run.resident else ''}; "
+                 f"device {run.device}, world {dist.world}; "
                  f"strategy {cfg.prune.strategy}, structure {cfg.prune.structure}, floor {cfg.prune.floor}")
     while not run.state.done:
         run.epoch(run.net())

@@ -13,6 +13,7 @@ Structures:
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 
 import torch
@@ -56,13 +57,33 @@ def prune_by(model: nn.Module, amount: float, scope: str = "global") -> None:
 def prune_step(model: nn.Module, amount: float, structure: str, scope: str = "global") -> int:
     """One pruning step of the given structure; returns how many weights it newly masked."""
     before = sparsity(model)["kept"]
-    if structure == "unstructured":
-        prune_by(model, amount, scope)
-    elif structure == "filters":
-        prune_channels(model, amount)
-    else:
-        raise ValueError(f"unknown pruning structure {structure!r}")
+    with masks_in_place(model):
+        if structure == "unstructured":
+            prune_by(model, amount, scope)
+        elif structure == "filters":
+            prune_channels(model, amount)
+        else:
+            raise ValueError(f"unknown pruning structure {structure!r}")
     return before - sparsity(model)["kept"]
+
+
+@contextlib.contextmanager
+def masks_in_place(model: nn.Module):
+    """torch.nn.utils.prune registers a new mask buffer and a new hook on every step; put the new
+    masks into the old buffers and keep the old hooks, so a torch.compile'd model is not recompiled."""
+    held = {(mod, name): (getattr(mod, name + "_mask"), dict(mod._forward_pre_hooks))
+            for mod in model.modules() for name in _masked(mod)}
+    yield
+    for (mod, name), (mask, hooks) in held.items():
+        new = getattr(mod, name + "_mask")
+        if new is mask:
+            continue
+        with torch.no_grad():
+            mask.copy_(new)
+        mod._buffers[name + "_mask"] = mask
+        mod._forward_pre_hooks.clear()
+        mod._forward_pre_hooks.update(hooks)
+        setattr(mod, name, getattr(mod, name + "_orig") * mask)
 
 
 def sparsity(model: nn.Module) -> dict:

@@ -33,6 +33,7 @@ from .channel_pruning import widths
 from .cost import BASELINE_BOPS, BASELINE_W_BITS
 from .model import prunable_layers
 from .schedulers import Action
+from .state import StrictState
 
 OBJECTIVES = ("cost", "hardware")
 
@@ -76,7 +77,7 @@ def saving(figures: list[dict], input_bits: int, wbits: list[int], abits: list[i
     return consumer + thresholds
 
 
-class PrecisionScheduler:
+class PrecisionScheduler(StrictState):
     """Greedy bit lowering with feedback and rollback; stepped once per epoch like the pruners."""
 
     structure = "unstructured"  # never prunes; kept for the loop's logging
@@ -163,11 +164,3 @@ class PrecisionScheduler:
         self.done = action.kind == "stop"
         return action
 
-    def state_dict(self) -> dict:
-        return dict(vars(self))
-
-    def load_state_dict(self, state: dict) -> None:
-        for k, v in state.items():
-            if not hasattr(self, k):
-                raise KeyError(f"unexpected scheduler state {k!r}")
-            setattr(self, k, v)

@@ -63,7 +63,7 @@ def load_sandbox(path: str | Path) -> nn.Module:
 def strongest_filters(model: nn.Module, cfg: ModelConfig, filters: int) -> tuple[nn.Module, ModelConfig]:
     """The model narrowed to the `filters` conv filters of each block with the largest L1 norm (the ranking
     filter pruning uses, train/channel_pruning.py), the next layer's inputs sliced to match."""
-    from .channel_pruning import _weakest, alive, channel_norms, remove_channels
+    from .channel_pruning import keep_strongest
     from .masks import deployable_copy, init_masks
     from .model import HIDDEN_DENSE, channel_groups
     from .narrow import narrow
@@ -72,8 +72,7 @@ def strongest_filters(model: nn.Module, cfg: ModelConfig, filters: int) -> tuple
         raise ValueError(f"--conv-filters must be in 1..{min(cfg.convs)}, got {filters}")
     init_masks(model)
     for g in channel_groups(model)[:-HIDDEN_DENSE]:
-        live = alive(g)
-        remove_channels(g, _weakest(channel_norms(g), live, int(live.sum()) - filters))
+        keep_strongest(g, filters)
     return narrow(deployable_copy(model), cfg)
 
 

@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import typing
 from dataclasses import dataclass
+from .state import StrictState
 
 
 @dataclass(frozen=True)
 class Action:
-    kind: str  # keep | prune | rollback | stop
+    kind: str  # keep | prune | requantize (the precision search) | rollback | stop
     amount: float = 0.0  # pruning rate, for prune
     met_floor: bool = False
     final: str = "last_good"  # for stop: last_good | current
@@ -35,7 +36,7 @@ class Action:
     bits: typing.Optional[dict] = None  # requantize / rollback of the precision search: the model's new bits
 
 
-class PruningScheduler:
+class PruningScheduler(StrictState):
     """Common state: the floor, the epoch budget per round, counters."""
 
     def __init__(self, floor: float, epochs_per_round: int, max_rounds: int = 100):
@@ -74,14 +75,6 @@ class PruningScheduler:
         """The pruning rate the next prune applies (0 for no pruning)."""
         return self.p
 
-    def state_dict(self) -> dict:
-        return {k: v for k, v in vars(self).items()}
-
-    def load_state_dict(self, state: dict) -> None:
-        for k, v in state.items():
-            if not hasattr(self, k):
-                raise KeyError(f"unexpected scheduler state {k!r}")
-            setattr(self, k, v)
 
 
 class NoPruning(PruningScheduler):
@@ -185,30 +178,3 @@ class Hybrid:
         self.phase = state["phase"]
         for p, s in zip(self.phases, state["phases"]):
             p.load_state_dict(s)
-
-
-def make_scheduler(strategy: str, prune_cfg, epochs_per_round: int, precision_cfg=None):
-    """The scheduler named by a PruneConfig (strategy and structure); strategy 'precision' is the
-    bit-width search of train/precision.py, configured by `precision_cfg`."""
-    c = prune_cfg
-    if strategy == "precision":
-        from .precision import PrecisionScheduler
-
-        pc = precision_cfg
-        return PrecisionScheduler(c.floor, epochs_per_round, pc.objective, pc.min_weight_bits, pc.min_act_bits,
-                                  c.max_rounds)
-    if c.structure == "hybrid" and strategy != "none":
-        return Hybrid(_schedule(strategy, c, epochs_per_round), _schedule(strategy, c, epochs_per_round))
-    sched = _schedule(strategy, c, epochs_per_round)
-    sched.structure = "unstructured" if c.structure == "hybrid" else c.structure
-    return sched
-
-
-def _schedule(strategy: str, c, epochs_per_round: int) -> PruningScheduler:
-    if strategy == "none":
-        return NoPruning(c.floor, epochs_per_round, c.max_rounds)
-    if strategy in ("imp", "imp-converge"):
-        return IMP(c.floor, epochs_per_round, c.p0, strategy == "imp-converge", c.max_rounds)
-    if strategy == "fmp":
-        return FMP(c.floor, epochs_per_round, c.p0, c.divisor, c.p_min, c.max_rounds)
-    raise ValueError(f"unknown pruning strategy {strategy!r}")

@@ -1,0 +1,151 @@
+"""One prepared script for a GPU machine: training frames/s of the 4-bit VGG10 in each state, then reference runs.
+
+Part 1 times real training steps (Adam, cross-entropy, random frames resident on the device)
+of the 64- and 32-filter models with their pruning masks, in each state the project trains
+in: the statistics phase (a run from scratch), after it (fine-tuning, pruning), eager and
+through train/speed.py's Step (fused QuantReLU, bf16 autocast where the device has it,
+torch.compile). Part 2 (unless --no-train) trains dense references of both widths with
+`python -m train`'s loop at batch 1024 on --data, writing each run directory under --out.
+
+    python -m benchmarks.gpu_train --data GOLD_XYZ_OSC.0001_1024.hdf5 --epochs 30 --out runs/gpu
+    python -m benchmarks.gpu_train --tiny --device cpu      # what CI runs: seconds, no GPU needed
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+
+def _model(filters: int, state: str, device, tiny: bool):
+    """A masked 4-bit VGG10 on `device`, in the statistics phase ('stats') or after it ('after')."""
+    from radioml.classes import FRAME_LENGTH
+    from train.masks import init_masks
+    from train.model import ModelConfig, build_vgg10
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(4, 4, 4, conv_filters=filters, dense_units=16 if tiny else 128)
+    model = init_masks(build_vgg10(cfg)).train()
+    if state == "after":  # a loaded state dict ends Brevitas' statistics collection, as in any fine-tuning
+        F.cross_entropy(model(torch.randn(2, 2, FRAME_LENGTH)), torch.tensor([0, 1])).backward()
+        model.zero_grad(set_to_none=True)
+        model.load_state_dict(model.state_dict())
+    return model.to(device)
+
+
+def measure(filters: int, state: str, speed, device, batch: int, warmup: int, steps: int, tiny: bool) -> dict:
+    """frames/s of `steps` training steps after `warmup` (compilation included there)."""
+    from radioml.classes import CLASSES, FRAME_LENGTH
+    from train.speed import Step
+
+    model = _model(filters, state, device, tiny)
+    step = Step(model, speed, device)
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+    x = torch.randn(batch, 2, FRAME_LENGTH, device=device)
+    y = torch.randint(0, len(CLASSES), (batch,), device=device)
+
+    def run(k):
+        for _ in range(k):
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(step(x).float(), y).backward()
+            opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    t = time.perf_counter()
+    run(warmup)
+    warm = time.perf_counter() - t
+    t = time.perf_counter()
+    run(steps)
+    dt = time.perf_counter() - t
+    return {"filters": filters, "state": state, "step": step.label, "batch": batch,
+            "frames_per_s": round(steps * batch / dt, 1), "warmup_s": round(warm, 1)}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", default="auto", help="auto (a GPU if there is one), cpu, cuda or cuda:N (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=1024, help="training batch (default: %(default)s)")
+    p.add_argument("--warmup", type=int, default=5, help="untimed steps first, compilation included (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=30, help="timed steps per configuration (default: %(default)s)")
+    p.add_argument("--data", default=None, help="RadioML-layout HDF5 file for part 2's reference runs")
+    p.add_argument("--epochs", type=int, default=30, help="epochs of each reference run (default: %(default)s)")
+    p.add_argument("--out", default="runs/gpu", help="directory of the reference runs and gpu_train.json (default: %(default)s)")
+    p.add_argument("--no-train", action="store_true", help="part 1 only (frames/s)")
+    p.add_argument("--tiny", action="store_true", help="8- and 4-filter models, batch 8, 1+1 steps, 1 epoch of 2%% of "
+                                                       "the frames: a CPU check")
+    a = p.parse_args(argv)
+
+    from train.speed import SpeedConfig, bf16_supported, cpu_flags
+
+    try:
+        device = torch.device("cuda" if a.device == "auto" and torch.cuda.is_available() else
+                              ("cpu" if a.device == "auto" else a.device))
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"--device {a.device}: this PyTorch has no CUDA device; use --device cpu")
+    except (RuntimeError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if a.tiny:
+        a.batch_size, a.warmup, a.steps, a.epochs = 8, 1, 1, 1
+    widths = (8, 4) if a.tiny else (64, 32)
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_flags()
+    print(f"device {device} ({gpu}); bf16 {'yes' if bf16_supported(device) else 'no'}; batch {a.batch_size}", flush=True)
+    configs = [("eager fp32", SpeedConfig(precision="fp32", compile="false", fused=False)),
+               ("fused fp32", SpeedConfig(precision="fp32", compile="false")),
+               ("fused auto", SpeedConfig(precision="auto", compile="false"))]
+    if device.type == "cuda":
+        configs.append(("fused auto compiled", SpeedConfig(precision="auto", compile="true")))
+    rows = []
+    for filters in widths:
+        for state in ("stats", "after"):
+            for name, speed in configs:
+                r = measure(filters, state, speed, device, a.batch_size, a.warmup, a.steps, a.tiny)
+                r["config"] = name
+                rows.append(r)
+                print(f"  {filters:>3} filters  {state:<6} {name:<20} {r['frames_per_s']:>10,.0f} frames/s "
+                      f"({r['step']}; warm-up {r['warmup_s']} s)", flush=True)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    result = {"device": str(device), "name": gpu, "rows": rows, "runs": []}
+    if not a.no_train and a.data:
+        result["runs"] = [train_reference(filters, a, device, out) for filters in widths]
+    (out / "gpu_train.json").write_text(json.dumps(result, indent=2))
+    print(f"-> {out / 'gpu_train.json'}")
+    return 0
+
+
+def train_reference(filters: int, a, device, out: Path) -> dict:
+    """A dense reference run of one width from scratch, as `python -m train` runs it."""
+    from train.config import TrainConfig
+    from train.loop import train
+    from train.model import ModelConfig
+
+    cfg = TrainConfig()
+    cfg.data.path = a.data
+    cfg.model = ModelConfig(4, 4, 4, conv_filters=filters, dense_units=16 if a.tiny else 128)
+    cfg.prune.strategy, cfg.prune.cost_every_round = "none", False
+    cfg.optim.epochs_per_round, cfg.optim.batch_size = a.epochs, a.batch_size
+    cfg.optim.eval_batch_size = max(a.batch_size, 256)
+    if a.tiny:
+        cfg.data.train_subset, cfg.threads = 0.02, 1
+    if a.tiny:
+        cfg.data.train_subset, cfg.threads = 0.02, 1
+    cfg.device, cfg.run_dir = str(device), str(out / f"ref-f{filters}")
+    t = time.perf_counter()
+    run_dir = train(cfg)
+    m = json.loads((run_dir / "metrics.json").read_text())
+    rec = {"filters": filters, "run_dir": str(run_dir), "epochs": m["epochs"], "test_accuracy": m["accuracy"],
+           "seconds": round(time.perf_counter() - t, 1)}
+    print(f"  reference {filters} filters: test accuracy {m['accuracy']:.4f} after {m['epochs']} epochs, "
+          f"{rec['seconds']} s -> {run_dir}", flush=True)
+    return rec
+
+
+if __name__ == "__main__":
+    sys.exit(main())

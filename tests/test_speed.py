@@ -1,0 +1,144 @@
+"""train/speed.py's levers: same values as Brevitas, masks kept in place, one-line refusals, resume, gpu_train on CPU."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+from tests.conftest import kill_at_epoch
+from tests.test_training import SMALL, load_model, run_train
+from train import checkpoint as ckpt
+from train.fakequant import pair_max, relu_fake_quant
+from train.masks import init_masks, prune_step
+from train.model import ModelConfig, build_vgg10
+from train.speed import SpeedConfig, bf16_supported
+
+CFG = ModelConfig(4, 4, 4, conv_filters=8, dense_units=16)
+
+
+def _model(after_stats: bool):
+    torch.manual_seed(0)
+    m = init_masks(build_vgg10(CFG)).train()
+    if after_stats:  # a loaded state dict ends Brevitas' statistics collection
+        torch.nn.functional.cross_entropy(m(torch.randn(2, 2, 1024)), torch.tensor([0, 1])).backward()
+        m.zero_grad(set_to_none=True)
+        m.load_state_dict(m.state_dict())
+    return m
+
+
+@pytest.mark.parametrize("after_stats", [False, True])
+def test_fused_quant_relu_gives_brevitas_values_and_gradients(after_stats):
+    a, b = _model(after_stats)[3], _model(after_stats)[3]
+    x = (torch.randn(4, 8, 1024) * 2).requires_grad_()
+    x2 = x.detach().clone().requires_grad_()
+    g = torch.randn(4, 8, 1024)
+    ya = a(x)
+    ya.backward(g)
+    yb = relu_fake_quant(b, x2)
+    yb.backward(g)
+    assert torch.equal(ya, yb) and torch.equal(x.grad, x2.grad)
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert (pa.grad is None and pb.grad is None) or torch.equal(pa.grad, pb.grad)
+
+
+def test_pair_max_is_maxpool_with_its_gradient_to_the_first_tie():
+    x = torch.randint(0, 4, (3, 5, 64)).float().requires_grad_()  # many ties
+    x2 = x.detach().clone().requires_grad_()
+    g = torch.randn(3, 5, 32)
+    nn.MaxPool1d(2)(x).backward(g)
+    pair_max(x2).backward(g)
+    assert torch.equal(x.grad, x2.grad) and torch.equal(nn.MaxPool1d(2)(x), pair_max(x2))
+
+
+def test_pruning_keeps_mask_buffers_and_hooks_in_place():
+    """A compiled model is not recompiled by a pruning step: the same buffers and hooks, new values."""
+    m = _model(False)
+    before = {k: v for k, v in m.named_buffers() if k.endswith("_mask")}
+    hooks = [dict(mod._forward_pre_hooks) for mod in m.modules()]
+    kept = prune_step(m, 0.3, "unstructured") + prune_step(m, 0.3, "filters")
+    after = {k: v for k, v in m.named_buffers() if k.endswith("_mask")}
+    assert kept > 0 and all(after[k] is v for k, v in before.items())
+    assert hooks == [dict(mod._forward_pre_hooks) for mod in m.modules()]
+    assert sum(int(v.sum()) for v in after.values()) < sum(v.numel() for v in after.values())
+
+
+def test_fused_training_step_keeps_forward_values():
+    from train.speed import Step
+
+    m = _model(True)
+    step = Step(m, SpeedConfig(precision="fp32", compile="false"), torch.device("cpu"))
+    x = torch.randn(4, 2, 1024)
+    assert torch.equal(step(x), m(x)) and step.label == "fp32, fused"
+
+
+def _train(tmp_path, tiny_file, *extra):
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    return subprocess.run([sys.executable, "-m", "train", "--data.path", str(tiny_file), "--run_dir",
+                           str(tmp_path / "r"), *SMALL, *extra], env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--train.precision", "fp16"], "invalid choice: 'fp16'"),
+    (["--train.compile", "maybe"], "invalid choice: 'maybe'"),
+    (["--train.fused", "perhaps"], "expected true or false"),
+    (["--train.resident_gb", "-1"], "train.resident_gb must be >= 0"),
+])
+def test_bad_speed_flags_fail_in_one_line(tmp_path, tiny_file, flags, message):
+    r = _train(tmp_path, tiny_file, *flags)
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "r" / "checkpoint.pt").exists()
+
+
+@pytest.mark.skipif(bf16_supported(torch.device("cpu")), reason="this CPU has bf16")
+def test_bf16_on_a_cpu_without_it_fails_before_work_and_auto_falls_back(tmp_path, tiny_file):
+    r = _train(tmp_path, tiny_file, "--train.precision", "bf16")
+    assert r.returncode == 2 and "no native bf16 arithmetic" in r.stderr and r.stderr.count("\n") == 1
+    assert not (tmp_path / "r").exists()
+    r = _train(tmp_path, tiny_file, "--train.precision", "auto", "--prune.strategy", "none",
+               "--optim.epochs_per_round", "1", "--prune.cost_every_round", "false")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "training step: fp32, fused" in (tmp_path / "r" / "train.log").read_text()
+
+
+def test_cuda_without_a_gpu_fails_before_work(tmp_path, tiny_file):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    r = _train(tmp_path, tiny_file, "--device", "cuda")
+    assert r.returncode == 2 and "no CUDA device" in r.stderr and not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow
+def test_killed_fused_run_after_the_statistics_phase_resumes_to_the_same_weights(tmp_path, tiny_file):
+    """The fast path at its fastest (statistics done, so max-pool runs before the QuantReLU), with
+    pruning: a run killed mid-way and resumed ends with the weights of an uninterrupted one."""
+    start = tmp_path / "start"
+    run_train(tmp_path, start, tiny_file, "--prune.strategy", "none", "--optim.epochs_per_round", "1",
+              "--prune.cost_every_round", "false")
+    args = ("--init_from", str(start / "model.pt"), "--prune.strategy", "fmp", "--prune.floor", "0",
+            "--prune.max_rounds", "3", "--optim.epochs_per_round", "1", "--prune.cost_every_round", "false",
+            "--train.fused", "true", "--train.resident", "true")
+    ref = tmp_path / "ref"
+    run_train(tmp_path, ref, tiny_file, *args)
+    assert "training step: fp32, fused" in (ref / "train.log").read_text()
+    run = tmp_path / "killed"
+    p = run_train(tmp_path, run, tiny_file, *args, wait=False)
+    kill_at_epoch(p, run / "checkpoint.pt", 2)
+    assert not ckpt.load_checkpoint(run / "checkpoint.pt")["state"]["done"]
+    run_train(tmp_path, run, tiny_file, *args)
+    a, b = load_model(ref)["model"], load_model(run)["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    ha = json.loads((ref / "metrics.json").read_text())["history"]
+    hb = json.loads((run / "metrics.json").read_text())["history"]
+    assert [h["train_loss"] for h in ha] == [h["train_loss"] for h in hb]
+
+
+def test_gpu_train_script_runs_on_the_cpu(tmp_path):
+    from benchmarks.gpu_train import main
+
+    assert main(["--tiny", "--device", "cpu", "--no-train", "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "gpu_train.json").read_text())["rows"]
+    assert len(rows) == 12 and all(r["frames_per_s"] > 0 for r in rows)
+    assert {r["step"] for r in rows} == {"fp32", "fp32, fused"}
