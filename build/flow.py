@@ -53,6 +53,7 @@ class Ctx:
     dcfg: object = None  # finn DataflowBuildConfig
     notes: dict = field(default_factory=dict)
     log: Callable = print
+    export_io: object = None  # the export's ExportIO, its files verified once per build (check_inputs)
     verify: bool = True  # FINN's verify steps on (a build) or off (a graph made only to be estimated or folded)
     target_fps: float = field(init=False)  # cfg.target_fps, or the rate found by --max-fps
 
@@ -130,7 +131,7 @@ def step_load(_, ctx: Ctx):
     from qonnx.core.modelwrapper import ModelWrapper
 
     src = Path(ctx.cfg.export_dir)
-    check_export_dir(src)
+    verified_export(ctx)
     for n in ("input.npy", "expected_output.npy"):
         shutil.copy(src / n, ctx.work / n)
     ctx.dcfg = _dataflow_cfg(ctx)
@@ -283,7 +284,7 @@ def _check_frames(ctx: Ctx):
     from export.steps import to_layout
 
     src = Path(ctx.cfg.export_dir)
-    io = check_export_dir(src)
+    io = verified_export(ctx)
     g = np.load(src / "golden.npz")
     frames, ref_logits = g["frames"], g["reference_logits"]
     if ctx.cfg.verify_frames:
@@ -467,8 +468,9 @@ DEFAULT_STEPS = [step_load] + BUILD_STEPS  # a build: from an export directory
 COMMAND = "build"
 
 
-def check_inputs(cfg: BuildConfig) -> None:
-    """Every option and input file, before any step runs (one-line errors naming the flag or file)."""
+def check_inputs(cfg: BuildConfig):
+    """Every option and input file, before any step runs (one-line errors naming the flag or file); returns the
+    export's ExportIO, its files verified (the steps reuse it: the export is hashed once a build)."""
     board(cfg.board)
     if cfg.clock_ns is not None and not (math.isfinite(cfg.clock_ns) and cfg.clock_ns > 0):
         raise ValueError(f"--clock-ns must be a positive number of ns, got {cfg.clock_ns:g}")
@@ -480,7 +482,7 @@ def check_inputs(cfg: BuildConfig) -> None:
         raise ValueError(f"--output must be one of {', '.join(OUTPUTS)}, got {cfg.output!r}")
     if cfg.verify_frames is not None and cfg.verify_frames < 1:
         raise ValueError(f"--verify-frames must be >= 1, got {cfg.verify_frames}")
-    check_export_dir(Path(cfg.export_dir))
+    export_io = check_export_dir(Path(cfg.export_dir))
     if cfg.output == "class":  # a graph that cannot end in a LabelSelect is refused before any step
         from qonnx.core.modelwrapper import ModelWrapper
 
@@ -498,6 +500,14 @@ def check_inputs(cfg: BuildConfig) -> None:
     check_target(Path(cfg.out), COMMAND, [cfg.export_dir, folding_file, cfg.specialize_layers], cfg.force)
     if cfg.bitfile:  # fail before hours of work, not after
         require_vivado("bitfile generation (step_hw_ipgen .. step_synthesize_bitfile)")
+    return export_io
+
+
+def verified_export(ctx: Ctx):
+    """The export's ExportIO with its files verified: once a build (check_inputs), or now for a bare context."""
+    if ctx.export_io is None:
+        ctx.export_io = check_export_dir(Path(ctx.cfg.export_dir))
+    return ctx.export_io
 
 
 def build(cfg: BuildConfig, steps=None, log=print) -> Path:
@@ -555,14 +565,14 @@ def _build(cfg: BuildConfig, steps, log) -> Path:
     for flag, name in (("--start-step", cfg.start_step), ("--stop-step", cfg.stop_step)):
         if name:
             find_step(steps, name, flag)
-    check_inputs(cfg)
+    export_io = check_inputs(cfg)
     b = board(cfg.board)
     out = Path(cfg.out)
     if cfg.folding not in ("search", "finn"):
         prepare()
         check_folding_file(cfg, log)
     work, model, done, state = _start(cfg, steps, out, log)
-    ctx = Ctx(cfg, b, work, log=log)
+    ctx = Ctx(cfg, b, work, log=log, export_io=export_io)
     ctx.notes.update(state.get("notes", {}))
     if state:
         ctx.target_fps = state["target_fps"]
@@ -662,7 +672,7 @@ def _write_driver_io(work: Path, out: Path, rep: dict, ctx: Ctx) -> None:
     from radioml.finn_settings import write_finn_settings
 
     b, cfg = ctx.board, ctx.cfg
-    exp_io = check_export_dir(Path(cfg.export_dir))
+    exp_io = verified_export(ctx)
     bit = None
     if cfg.bitfile:
         found = sorted((work / "bitfile").glob("*.xclbin" if b.shell == "vitis_alveo" else "*.bit"))

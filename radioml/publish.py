@@ -82,6 +82,9 @@ def check_target(out, command: str, inputs=(), force: bool = False) -> None:
     if owner != command:
         what = f"an output of {owner}" if owner else "not an output of this toolchain (no marker file)"
         raise OutputRefused(f"{out}: {what}, not of {command}; --force replaces only {command}'s own outputs")
+    if not isinstance(_marker(out).get("files"), dict):
+        raise OutputRefused(f"{out}: written by an earlier version of this toolchain, which kept no list of its files, "
+                            f"so --force cannot tell them from yours; delete it yourself or choose another --out")
     foreign = foreign_files(out)
     if foreign:
         more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""

@@ -53,6 +53,9 @@ def test_1_force_replaces_only_what_the_command_wrote(tmp_path, fresh_export, fr
     (bundle / "build_report.json").write_text((bundle / "build_report.json").read_text() + " ")  # changed since
     with pytest.raises(OutputRefused, match="build_report.json: not written by build"):
         check_target(bundle, "build", force=True)
+    (bundle / MARKER).write_text(json.dumps({"command": "build"}))  # an earlier version's marker: no file list
+    with pytest.raises(OutputRefused, match="written by an earlier version of this toolchain, which kept no list"):
+        check_target(bundle, "build", force=True)
 
 
 # 2 ------------------------------------------------------------------------------------------------------------------

@@ -93,7 +93,13 @@ def test_a_build_stopped_after_a_step_finishes_with_start_step_as_if_uninterrupt
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".bundle.")]  # the kept directory is published
 
 
-def test_a_failed_build_says_how_to_resume(tmp_path, fresh_export):
+def test_a_failed_build_says_how_to_resume(tmp_path, fresh_export, monkeypatch):
+    import radioml.artifacts as artifacts
+
+    hashed = []
+    real = artifacts.file_digest
+    monkeypatch.setattr(artifacts, "file_digest", lambda path: hashed.append(Path(path).name) or real(path))
+
     def step_boom(model, ctx):
         raise RuntimeError("synthesis failed: timing not met")
 
@@ -106,3 +112,4 @@ def test_a_failed_build_says_how_to_resume(tmp_path, fresh_export):
                         f"20000 --start-step step_boom"), msg
     state = json.loads((e.value.work / "resume.json").read_text())
     assert state["done"] == ["step_load", "step_to_hw"]
+    assert hashed.count("model_finn_streamlined.onnx") == 1  # the export verified once a build, not per step
