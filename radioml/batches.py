@@ -37,6 +37,31 @@ def _make_batch(ds: RadioMLFile, idx: np.ndarray, frames: np.ndarray, sel=None) 
     return Batch(x, ds.labels[idx].astype(np.int64), ds.snrs[idx], idx)
 
 
+def _prepared(indices, batch_size: int, buffer_frames: int) -> tuple[np.ndarray, int]:
+    """The sorted frame indices, and the buffer size rounded to whole batches."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    return np.sort(np.asarray(indices, dtype=np.int64)), max(buffer_frames // batch_size, 1) * batch_size
+
+
+def _shuffled_reads(indices: np.ndarray, seed: int, epoch: int, buffer_frames: int,
+                    run_length: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The shuffled order as reads: per buffer, its frame indices in file order and the permutation that
+    batches them. A function of (seed, epoch) alone; iter_batches reads it, batch_order only follows it."""
+    rng = np.random.default_rng([seed, epoch])
+    runs = np.array_split(indices, max(1, -(-len(indices) // run_length)))
+    order = rng.permutation(len(runs))
+    pos = 0
+    while pos < len(order):
+        take, n = [], 0
+        while pos < len(order) and n < buffer_frames:
+            take.append(runs[order[pos]])
+            n += len(take[-1])
+            pos += 1
+        buf = np.sort(np.concatenate(take))
+        yield buf, rng.permutation(len(buf))
+
+
 def iter_batches(ds: RadioMLFile, indices: np.ndarray, batch_size: int = 1024, *,
                  shuffle: bool = False, seed: int = 0, epoch: int = 0,
                  buffer_frames: int = 65536, run_length: int = 32,
@@ -46,10 +71,7 @@ def iter_batches(ds: RadioMLFile, indices: np.ndarray, batch_size: int = 1024, *
     Without shuffle, batches follow file order. With shuffle, the order is a
     function of (seed, epoch) alone. Memory is bounded by buffer_frames frames.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    indices = np.sort(np.asarray(indices, dtype=np.int64))
-    buffer_frames = max(buffer_frames // batch_size, 1) * batch_size  # whole batches per buffer
+    indices, buffer_frames = _prepared(indices, batch_size, buffer_frames)
     if not shuffle:
         for a in range(0, len(indices), buffer_frames):
             chunk = indices[a:a + buffer_frames]
@@ -59,23 +81,12 @@ def iter_batches(ds: RadioMLFile, indices: np.ndarray, batch_size: int = 1024, *
                     return
                 yield _make_batch(ds, chunk[b:b + batch_size], frames[b:b + batch_size])
         return
-    rng = np.random.default_rng([seed, epoch])
-    runs = np.array_split(indices, max(1, -(-len(indices) // run_length)))
-    order = rng.permutation(len(runs))
     pend_idx = indices[:0]
     pend_x = np.empty((0, FRAME_LENGTH, 2), np.float32)
-    pos = 0
     store = None  # one buffer, refilled: fresh 512 MB allocations cost a page fault per 4 KB
-    while pos < len(order):
-        take, n = [], 0
-        while pos < len(order) and n < buffer_frames:
-            take.append(runs[order[pos]])
-            n += len(take[-1])
-            pos += 1
-        buf = np.sort(np.concatenate(take))
+    for buf, perm in _shuffled_reads(indices, seed, epoch, buffer_frames, run_length):
         frames = ds.frames.read(buf, store)
         store = frames if store is None or len(frames) > len(store) else store
-        perm = rng.permutation(len(buf))
         at = 0
         if len(pend_idx):  # finish the batch left over from the previous buffer
             k = min(batch_size - len(pend_idx), len(perm))
@@ -102,10 +113,7 @@ def batch_order(indices: np.ndarray, batch_size: int = 1024, *, shuffle: bool = 
                 drop_last: bool = False) -> Iterator[np.ndarray]:
     """The frame indices of each batch `iter_batches` yields with the same arguments, without reading
     a frame: for frames already held in memory (train/speed.py's Resident), in the same order."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    indices = np.sort(np.asarray(indices, dtype=np.int64))
-    buffer_frames = max(buffer_frames // batch_size, 1) * batch_size
+    indices, buffer_frames = _prepared(indices, batch_size, buffer_frames)
     if not shuffle:
         for a in range(0, len(indices), buffer_frames):
             chunk = indices[a:a + buffer_frames]
@@ -114,19 +122,9 @@ def batch_order(indices: np.ndarray, batch_size: int = 1024, *, shuffle: bool = 
                     return
                 yield chunk[b:b + batch_size]
         return
-    rng = np.random.default_rng([seed, epoch])
-    runs = np.array_split(indices, max(1, -(-len(indices) // run_length)))
-    order = rng.permutation(len(runs))
     pend = indices[:0]
-    pos = 0
-    while pos < len(order):
-        take, n = [], 0
-        while pos < len(order) and n < buffer_frames:
-            take.append(runs[order[pos]])
-            n += len(take[-1])
-            pos += 1
-        buf = np.sort(np.concatenate(take))
-        shuffled = buf[rng.permutation(len(buf))]
+    for buf, perm in _shuffled_reads(indices, seed, epoch, buffer_frames, run_length):
+        shuffled = buf[perm]
         at = 0
         if len(pend):
             k = min(batch_size - len(pend), len(shuffled))

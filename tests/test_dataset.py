@@ -51,6 +51,22 @@ def test_hdf5_path_and_cache_agree(small_file, tmp_path):
         assert cache.stat().st_mtime_ns == mtime  # reused, not rebuilt
 
 
+def test_batch_order_is_the_order_iter_batches_reads(small_file):
+    """Resident training data (train/speed.py) follows batch_order: the same batches as the file reader."""
+    from radioml.batches import batch_order
+
+    with RadioMLFile(small_file) as ds:
+        train = ds.split().train
+        for kw in (dict(shuffle=True, seed=3, epoch=1, buffer_frames=1024), dict(shuffle=True, buffer_frames=100),
+                   dict(shuffle=True, buffer_frames=1000, drop_last=True), dict(shuffle=False, buffer_frames=512),
+                   dict(shuffle=False, drop_last=True)):
+            want = [b.idx for b in iter_batches(ds, train, 96, **kw)]
+            got = list(batch_order(train, 96, **kw))
+            assert len(got) == len(want) >= 3, kw
+            for a, b in zip(got, want):
+                np.testing.assert_array_equal(a, b)
+
+
 def test_shuffled_batches_cover_split_once_and_are_deterministic(small_file):
     with RadioMLFile(small_file) as ds:
         sp = ds.split()
