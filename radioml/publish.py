@@ -160,6 +160,14 @@ def file_lock(lock_file, flag: str, what=None):
         return
     import fcntl
 
+    try:  # a file of that name that holds anything but a process id is someone else's: never truncated
+        held = Path(lock_file).read_text().strip()
+    except FileNotFoundError:
+        held = ""
+    except (OSError, UnicodeDecodeError):
+        held = "?"
+    if held and not held.isdigit():
+        raise OutputRefused(f"{lock_file}: exists and is not a lock file of this toolchain; move it away")
     while True:
         fh = open(lock_file, "a+")
         try:

@@ -95,6 +95,12 @@ def test_3_a_second_export_or_build_on_the_same_out_stops_at_once(tmp_path, fres
         assert r.returncode == 2 and err == f"error: {out}: in use by process {os.getpid()} (another run on this " \
                                            f"--out); wait for it to end or choose another --out", err
         assert not out.exists()
+    mine = tmp_path / ".X.lock"  # a user's file where the lock would go: refused, left as it was
+    mine.write_text("my notes")
+    with pytest.raises(OutputRefused, match="is not a lock file of this toolchain"):
+        with output_lock(tmp_path / "X"):
+            pass
+    assert mine.read_text() == "my notes"
 
 
 # 4 ------------------------------------------------------------------------------------------------------------------
