@@ -4,10 +4,12 @@ Part 1 times real training steps (Adam, cross-entropy, random frames resident on
 of the 64- and 32-filter models with their pruning masks, in each state the project trains
 in: the statistics phase (a run from scratch), after it (fine-tuning, pruning), eager and
 through train/speed.py's Step (fused QuantReLU, bf16 autocast where the device has it,
-torch.compile). Part 2 (unless --no-train) trains dense references of both widths with
-`python -m train`'s loop at batch 1024 on --data, writing each run directory under --out.
+torch.compile). Part 2 (unless --no-train) trains the dense width ladder (`python -m train.ladder`'s recipe:
+64, 32, 16, 24, 48 filters from the sandbox model, each to its validation plateau) at batch 1024 on --data,
+under OUT/ladder; rerunning resumes it.
 
-    python -m benchmarks.gpu_train --data GOLD_XYZ_OSC.0001_1024.hdf5 --epochs 30 --out runs/gpu
+    python -m radioml.synthetic --out data/ladder1024.hdf5 --frames-per-snr 1024 --seed 1 --profile calibrated
+    python -m benchmarks.gpu_train --data data/ladder1024.hdf5 --out runs/gpu
     python -m benchmarks.gpu_train --tiny --device cpu      # what CI runs: seconds, no GPU needed
 """
 from __future__ import annotations
@@ -20,6 +22,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
+from train.ladder import SANDBOX
 
 
 def _model(filters: int, state: str, device, tiny: bool):
@@ -73,12 +77,15 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=1024, help="training batch (default: %(default)s)")
     p.add_argument("--warmup", type=int, default=5, help="untimed steps first, compilation included (default: %(default)s)")
     p.add_argument("--steps", type=int, default=30, help="timed steps per configuration (default: %(default)s)")
-    p.add_argument("--data", default=None, help="RadioML-layout HDF5 file for part 2's reference runs")
-    p.add_argument("--epochs", type=int, default=30, help="epochs of each reference run (default: %(default)s)")
+    p.add_argument("--data", default=None, help="RadioML-layout HDF5 file for part 2's ladder (needed unless --no-train)")
+    p.add_argument("--sandbox", type=Path, default=SANDBOX, help="the sandbox VGG10 every rung starts from "
+                                                                  "(default: ../shared/reference/...)")
+    p.add_argument("--epochs", type=int, default=40, help="epoch cap of each rung (default: %(default)s; "
+                                                          "each stops earlier at its plateau)")
     p.add_argument("--out", default="runs/gpu", help="directory of the reference runs and gpu_train.json (default: %(default)s)")
     p.add_argument("--no-train", action="store_true", help="part 1 only (frames/s)")
-    p.add_argument("--tiny", action="store_true", help="8- and 4-filter models, batch 8, 1+1 steps, 1 epoch of 2%% of "
-                                                       "the frames: a CPU check")
+    p.add_argument("--tiny", action="store_true", help="8- and 4-filter models, batch 8, 1+1 steps; an 8-filter ladder "
+                                                       "rung of at most 2 epochs: a CPU check")
     a = p.parse_args(argv)
 
     from train.speed import SpeedConfig, bf16_supported, cpu_flags
@@ -88,11 +95,15 @@ def main(argv=None) -> int:
                               ("cpu" if a.device == "auto" else a.device))
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"--device {a.device}: this PyTorch has no CUDA device; use --device cpu")
+        if not a.no_train and not (a.data and Path(a.data).is_file()):
+            raise ValueError(f"--data {a.data}: no such file (part 2 trains the ladder on it; --no-train skips it)")
+        if not a.no_train and not a.sandbox.is_file():
+            raise ValueError(f"--sandbox {a.sandbox}: no such file (every rung starts from it)")
     except (RuntimeError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if a.tiny:
-        a.batch_size, a.warmup, a.steps, a.epochs = 8, 1, 1, 1
+        a.batch_size, a.warmup, a.steps, a.epochs = 8, 1, 1, 2
     widths = (8, 4) if a.tiny else (64, 32)
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_flags()
     print(f"device {device} ({gpu}); bf16 {'yes' if bf16_supported(device) else 'no'}; batch {a.batch_size}", flush=True)
@@ -113,38 +124,35 @@ def main(argv=None) -> int:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     result = {"device": str(device), "name": gpu, "rows": rows, "runs": []}
-    if not a.no_train and a.data:
-        result["runs"] = [train_reference(filters, a, device, out) for filters in widths]
+    if not a.no_train:
+        result["runs"] = train_ladder(a, device, out, (8,) if a.tiny else (64, 32, 16, 24, 48))
     (out / "gpu_train.json").write_text(json.dumps(result, indent=2))
     print(f"-> {out / 'gpu_train.json'}")
     return 0
 
 
-def train_reference(filters: int, a, device, out: Path) -> dict:
-    """A dense reference run of one width from scratch, as `python -m train` runs it."""
-    from train.config import TrainConfig
-    from train.loop import train
-    from train.model import ModelConfig
+GPU_LR = 4e-3  # Adam at batch 1024: the CPU recipe's 1e-3 at batch 64 scaled by sqrt(1024 / 64)
 
-    cfg = TrainConfig()
-    cfg.data.path = a.data
-    cfg.model = ModelConfig(4, 4, 4, conv_filters=filters, dense_units=16 if a.tiny else 128)
-    cfg.prune.strategy, cfg.prune.cost_every_round = "none", False
-    cfg.optim.epochs_per_round, cfg.optim.batch_size = a.epochs, a.batch_size
-    cfg.optim.eval_batch_size = max(a.batch_size, 256)
-    if a.tiny:
-        cfg.data.train_subset, cfg.threads = 0.02, 1
-    if a.tiny:
-        cfg.data.train_subset, cfg.threads = 0.02, 1
-    cfg.device, cfg.run_dir = str(device), str(out / f"ref-f{filters}")
-    t = time.perf_counter()
-    run_dir = train(cfg)
-    m = json.loads((run_dir / "metrics.json").read_text())
-    rec = {"filters": filters, "run_dir": str(run_dir), "epochs": m["epochs"], "test_accuracy": m["accuracy"],
-           "seconds": round(time.perf_counter() - t, 1)}
-    print(f"  reference {filters} filters: test accuracy {m['accuracy']:.4f} after {m['epochs']} epochs, "
-          f"{rec['seconds']} s -> {run_dir}", flush=True)
-    return rec
+
+def train_ladder(a, device, out: Path, widths) -> list[dict]:
+    """The dense width ladder (`python -m train.ladder`'s recipe at batch --batch-size) under OUT/ladder."""
+    import dataclasses
+
+    from train.ladder import Recipe, run_ladder
+
+    recipe = dataclasses.replace(Recipe(), batch_size=a.batch_size, lr=GPU_LR if a.batch_size >= 512 else Recipe().lr,
+                                 max_epochs=a.epochs)
+    recs = []
+    for filters in widths:
+        t = time.perf_counter()
+        (run_dir,) = run_ladder(a.data, out / "ladder", [filters], recipe, a.sandbox, 1 if a.tiny else 0, str(device))
+        m = json.loads((run_dir / "metrics.json").read_text())
+        rec = {"filters": filters, "run_dir": str(run_dir), "epochs": m["epochs"], "test_accuracy": m["accuracy"],
+               "stop_reason": m["stop_reason"], "seconds": round(time.perf_counter() - t, 1)}
+        print(f"  ladder {filters} filters: test accuracy {m['accuracy']:.4f} after {m['epochs']} epochs "
+              f"({m['stop_reason']}), {rec['seconds']} s -> {run_dir}", flush=True)
+        recs.append(rec)
+    return recs
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from .boards import BOARDS
 from .config import BuildConfig, fraction
 
 
-def _slug(name: str) -> str:
+def slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower()
 
 
@@ -46,7 +46,8 @@ def _reusable_export(out: Path, model_digest: str, data: str, check_frames: int)
     return (io.model_digest, io.data, io.check_frames) == (model_digest, str(data), check_frames)
 
 
-def _export(run_dir: str, out: Path, data: str, check_frames: int, log) -> Path:
+def export_checked(run_dir: str, out: Path, data: str, check_frames: int, log) -> Path:
+    """`run_dir`'s model exported to `out` with every check (an earlier export of the same tensors is reused)."""
     from export.config import ExportConfig
     from export.to_finn import export
     from train.saved_model import load_model, tensor_digest
@@ -57,7 +58,7 @@ def _export(run_dir: str, out: Path, data: str, check_frames: int, log) -> Path:
     return export(ExportConfig(run=run_dir, out=str(out), data=data, check_frames=check_frames, force=True), log=log)
 
 
-def _build(export_dir: Path, out: Path, board: str, log, **kw) -> dict:
+def estimate(export_dir: Path, out: Path, board: str, log, **kw) -> dict:
     """The build of `export_dir` with these settings: reused only if its recorded inputs are the same."""
     from radioml.artifacts import ArtifactError
 
@@ -160,11 +161,11 @@ def compare_hardware(runs: Path, board: str, target_fps: int, util_cap: float, d
         run_dir = Path(row["run_dir"])
         metrics = read_metrics(run_dir)
         cfg = load_config(run_dir / "config.json")
-        hw = runs / "hardware" / _slug(row["strategy"])
+        hw = runs / "hardware" / slug(row["strategy"])
         log(f"{row['strategy']}: export and FINN estimates -> {hw}")
-        exp = _export(str(run_dir), hw / "export", data or cfg.data.path, check_frames, quiet)
-        at_target = _build(exp, hw / "build-target", board, quiet, target_fps=target_fps)
-        at_max = _build(exp, hw / "build-max", board, quiet, max_fps=True, util_cap=util_cap)
+        exp = export_checked(str(run_dir), hw / "export", data or cfg.data.path, check_frames, quiet)
+        at_target = estimate(exp, hw / "build-target", board, quiet, target_fps=target_fps)
+        at_max = estimate(exp, hw / "build-max", board, quiet, max_fps=True, util_cap=util_cap)
         rows.append(hardware_row(row, metrics, at_target, at_max))
     text = table(rows, board, target_fps, util_cap)
     write_json(runs / "hardware.json", {"board": board, "target_fps": target_fps, "util_cap": util_cap, "rows": rows})

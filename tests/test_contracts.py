@@ -284,13 +284,13 @@ def test_validate_names_an_snr_the_file_lacks(fresh_build, small_file):
 
 
 def test_compare_reuses_a_build_only_for_the_same_inputs(tmp_path, fresh_export):
-    from build.compare import _build
+    from build.compare import estimate
 
-    first = _build(fresh_export, tmp_path / "b", "ZCU104", lambda *_: None, target_fps=20_000)
+    first = estimate(fresh_export, tmp_path / "b", "ZCU104", lambda *_: None, target_fps=20_000)
     stamp = (tmp_path / "b" / "build_report.json").stat().st_mtime_ns
-    again = _build(fresh_export, tmp_path / "b", "ZCU104", lambda *_: None, target_fps=20_000)
+    again = estimate(fresh_export, tmp_path / "b", "ZCU104", lambda *_: None, target_fps=20_000)
     assert again == first and (tmp_path / "b" / "build_report.json").stat().st_mtime_ns == stamp  # reused
-    other = _build(fresh_export, tmp_path / "b", "Pynq-Z2", lambda *_: None, target_fps=20_000)
+    other = estimate(fresh_export, tmp_path / "b", "Pynq-Z2", lambda *_: None, target_fps=20_000)
     assert other["board"]["name"] == "Pynq-Z2" and first["board"]["name"] == "ZCU104"  # redone, not reused
-    faster = _build(fresh_export, tmp_path / "b", "Pynq-Z2", lambda *_: None, target_fps=30_000)
+    faster = estimate(fresh_export, tmp_path / "b", "Pynq-Z2", lambda *_: None, target_fps=30_000)
     assert faster["target_fps"] == 30_000 and np.isclose(other["target_fps"], 20_000)

@@ -83,3 +83,17 @@ def test_no_pruning_runs_its_epochs():
     s = NoPruning(FLOOR, 3)
     acts = [s.step(x) for x in (LO, HI, LO)]
     assert [a.kind for a in acts] == ["keep", "keep", "stop"] and acts[-1].final == "current"
+
+
+def test_no_pruning_with_patience_stops_at_the_plateau_and_keeps_the_best():
+    s = NoPruning(FLOOR, 10, patience=2)
+    acts = [s.step(x) for x in (0.3, 0.5, 0.45, 0.5)]
+    assert [a.kind for a in acts] == ["keep", "keep", "keep", "stop"]
+    assert [a.met_floor for a in acts] == [True, True, False, False]  # the loop snapshots each improvement
+    assert acts[-1].final == "last_good" and "plateau" in acts[-1].reason and s.best == 0.5
+
+
+def test_no_pruning_with_patience_ends_with_its_epochs():
+    s = NoPruning(FLOOR, 3, patience=5)
+    acts = [s.step(x) for x in (0.3, 0.4, 0.5)]
+    assert [a.kind for a in acts] == ["keep", "keep", "stop"] and acts[-1].met_floor and acts[-1].final == "last_good"

@@ -44,6 +44,9 @@ class OptimConfig:
     epochs_per_round: int = opt(50, "training epochs allowed per pruning round (0: score an --init_from model)")
     plateau_factor: float = opt(0.1, "ReduceLROnPlateau factor on the validation loss")
     plateau_patience: int = opt(15, "ReduceLROnPlateau patience, in epochs")
+    stop_patience: int = opt(0, "dense runs (prune.strategy none): stop once the feedback accuracy has not improved "
+                                "for this many epochs and keep the best epoch's model (0: train all "
+                                "epochs_per_round epochs and keep the last)", within="[0, 1000]")
     eval_batch_size: int = opt(1024, "batch size when scoring")
 
 
@@ -112,6 +115,9 @@ class TrainConfig:
             (self.optim.epochs_per_round >= 1 or (p.strategy == "none" and self.init_from),
              "optim.epochs_per_round must be >= 1 (0 only scores an --init_from model: strategy none)"),
             (self.optim.batch_size >= 1, "optim.batch_size must be >= 1"),
+            (self.optim.stop_patience >= 0, f"optim.stop_patience must be >= 0, got {self.optim.stop_patience}"),
+            (self.optim.stop_patience == 0 or p.strategy == "none",
+             "optim.stop_patience ends dense runs only (prune.strategy none); pruning rounds end at the floor"),
             (self.optim.eval_batch_size >= 1, "optim.eval_batch_size must be >= 1"),
             (self.optim.lr > 0, f"optim.lr must be > 0, got {self.optim.lr}"),
             (self.device == "auto" or self.device == "cpu" or re.fullmatch(r"cuda(:\d+)?", self.device) is not None,

@@ -463,7 +463,8 @@ def _new_run(cfg: TrainConfig) -> Run:
     ds = RadioMLFile(cfg.data.path, cfg.data.cache_dir)
     splits = _splits(ds, cfg)
     model, opt, lr_sched = _model_and_optimizers(cfg.model, cfg, device)
-    pruner = make_scheduler(cfg.prune.strategy, cfg.prune, cfg.optim.epochs_per_round, cfg.precision)
+    pruner = make_scheduler(cfg.prune.strategy, cfg.prune, cfg.optim.epochs_per_round, cfg.precision,
+                            cfg.optim.stop_patience)
     resident = Resident(ds, splits.train, device) if fits(len(splits.train), FRAME_LENGTH, cfg.train, device) else None
     return Run(cfg, d, device, ds, splits, model, opt, lr_sched, pruner, resident=resident)
 

@@ -78,13 +78,35 @@ class PruningScheduler(StrictState):
 
 
 class NoPruning(PruningScheduler):
-    """Train the dense model for one round's epochs; the final model is the last epoch's."""
+    """Train the dense model for one round's epochs; the final model is the last epoch's.
+
+    With `patience` (> 0) the run trains to a plateau instead: it stops once the feedback accuracy has not
+    improved for `patience` epochs (or the epochs run out), and the final model is the best epoch's (each
+    improvement is reported as met_floor, so the loop keeps that model as its last good one)."""
+
+    def __init__(self, floor: float, epochs_per_round: int, max_rounds: int = 100, patience: int = 0):
+        super().__init__(floor, epochs_per_round, max_rounds)
+        self.patience = patience
+        self.best = float("-inf")  # best feedback accuracy so far (patience runs)
+        self.since_best = 0  # epochs since it improved
 
     def _decide(self, accuracy):
-        met = accuracy >= self.floor
-        if self.epoch_in_round >= self.epochs_per_round:
-            return Action("stop", met_floor=met, final="current", reason="epoch budget used")
-        return Action("keep", met_floor=met)
+        end = self.epoch_in_round >= self.epochs_per_round
+        if not self.patience:
+            met = accuracy >= self.floor
+            if end:
+                return Action("stop", met_floor=met, final="current", reason="epoch budget used")
+            return Action("keep", met_floor=met)
+        improved = accuracy > self.best
+        if improved:
+            self.best, self.since_best = accuracy, 0
+        else:
+            self.since_best += 1
+        if self.since_best >= self.patience:
+            return Action("stop", reason=f"plateau: no feedback gain in {self.patience} epochs (best {self.best:.4f})")
+        if end:
+            return Action("stop", met_floor=improved, reason=f"epoch budget used (best {self.best:.4f})")
+        return Action("keep", met_floor=improved)
 
 
 class IMP(PruningScheduler):

@@ -1,0 +1,192 @@
+"""`python -m build.results MODELS`: the shipped results table and plots, regenerated from MODELS without retraining.
+
+Rows: the dense width ladder (MODELS/ladder/fN, `python -m train.ladder`) and the compressed models of
+MODELS/compression (`python -m train.compare` from the ladder's 64-filter model). Each model is exported
+with every check and estimated by FINN on --board at each --rates (LUT, DSP, BRAM18; the layers' estimates,
+no FIFOs or DMA). Every compressed model is set beside the dense ladder at its accuracy: the cost and LUTs the
+ladder would need for the same mean accuracy over 10..30 dB, interpolated between its rungs.
+
+Writes MODELS/results.json, MODELS/results.md (the table), MODELS/accuracy_vs_cost.png and
+MODELS/accuracy_vs_lut.png (the ladder drawn as the baseline curve). Exports and builds are cached under
+--work (reused while the model and settings are the same).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from radioml.atomic import atomic_path, write_json, write_text
+from radioml.cli import run_main
+
+from .boards import BOARDS
+
+RATES = (50_000, 240_000)
+
+
+def ladder_rows(models: Path) -> list[dict]:
+    """The finished rungs of MODELS/ladder, narrowest first."""
+    from train.results import read_metrics
+
+    rungs = sorted((d for d in (models / "ladder").glob("f*") if (d / "metrics.json").is_file()),
+                   key=lambda d: int(d.name[1:]))
+    return [{"name": f"dense {d.name[1:]} filters", "kind": "ladder", "run_dir": str(d), "metrics": read_metrics(d)}
+            for d in rungs]
+
+
+def compression_rows(models: Path) -> list[dict]:
+    """The compressed rows of MODELS/compression/compare.json (not its dense start or reference rows)."""
+    from train.results import read_compare, read_metrics
+
+    if not (models / "compression" / "compare.json").is_file():
+        return []
+    return [{"name": r["strategy"], "kind": "compressed", "run_dir": r["run_dir"], "metrics": read_metrics(r["run_dir"])}
+            for r in read_compare(models / "compression")["rows"] if not r["strategy"].startswith("dense")]
+
+
+def interpolate(x: float, points: list[tuple[float, float]]):
+    """y at x on the piecewise-linear curve through `points` (sorted by x); None outside it."""
+    pts = sorted(points)
+    for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
+        if x0 <= x <= x1:
+            return y0 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+    return pts[0][1] if len(pts) == 1 and pts[0][0] == x else None
+
+
+def row_figures(row: dict, hw: dict) -> dict:
+    """One table row: accuracy, compression, cost, training time and the FINN estimates at each rate."""
+    from train.compare import compact_widths, high_snr_accuracy
+
+    m = row["metrics"]
+    out = {
+        "name": row["name"], "kind": row["kind"], "run_dir": row["run_dir"],
+        "widths": f"{compact_widths(m['widths']['conv'])} / {compact_widths(m['widths']['dense'])}",
+        "accuracy": m["accuracy"], "accuracy_10_30db": high_snr_accuracy(m), "cost": m["cost"]["cost"],
+        "weights_kept": m["weights_kept"], "eta_measured": m["eta_measured"], "eta_eq3": m["eta_eq3_all_rounds"],
+        "epochs": m["epochs"], "train_seconds": sum(h["seconds"] for h in m["history"]),
+    }
+    for rate, b in hw.items():
+        r = b["resources"]
+        out[f"at_{rate}"] = {"LUT": r["LUT"], "DSP": r["DSP"], "BRAM_18K": r["BRAM_18K"],
+                             "meets_target": b["meets_target"], "fits": b["fits"]}
+    return out
+
+
+def against_ladder(rows: list[dict], rate: int) -> None:
+    """Give each compressed row the dense ladder's cost and LUTs at its accuracy (None beyond the ladder)."""
+    ladder = [r for r in rows if r["kind"] == "ladder"]
+    for r in rows:
+        if r["kind"] != "compressed":
+            continue
+        acc = r["accuracy_10_30db"]
+        r["ladder_cost_at_accuracy"] = interpolate(acc, [(x["accuracy_10_30db"], x["cost"]) for x in ladder])
+        r["ladder_lut_at_accuracy"] = interpolate(acc, [(x["accuracy_10_30db"], x[f"at_{rate}"]["LUT"]) for x in ladder])
+
+
+def table(rows: list[dict], board: str, rates) -> str:
+    """The results as a markdown table."""
+    def res(r, rate):
+        a = r[f"at_{rate}"]
+        note = "" if a["meets_target"] and a["fits"] else (" (slower)" if not a["meets_target"] else " (no fit)")
+        return f"{a['LUT']:,.0f} / {a['DSP']:,.0f} / {a['BRAM_18K']:,.0f}{note}"
+
+    def vs(r, key, fmt):
+        v = r.get(key)
+        return "" if r["kind"] != "compressed" else ("beyond ladder" if v is None else fmt(v))
+
+    head = ["model", "conv / dense widths", "test acc", "acc 10..30 dB", "cost", "weights", "eta (meas. / eq. 3)",
+            *[f"LUT / DSP / BRAM18 @{rate:,}/s" for rate in rates], "ladder cost at same acc",
+            f"ladder LUT @{rates[-1]:,}/s at same acc", "epochs", "train time"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["name"], r["widths"], f"{r['accuracy']:.2%}", f"{r['accuracy_10_30db']:.2%}", f"{r['cost']:.4f}",
+                 f"{r['weights_kept']:,}", f"{r['eta_measured']:.2f} / {r['eta_eq3']:.2f}",
+                 *[res(r, rate) for rate in rates], vs(r, "ladder_cost_at_accuracy", lambda v: f"{v:.4f}"),
+                 vs(r, "ladder_lut_at_accuracy", lambda v: f"{v:,.0f}"), str(r["epochs"]),
+                 f"{r['train_seconds'] / 60:.0f} min"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return f"FINN estimates on {board} (layers only)\n\n" + "\n".join(lines)
+
+
+def plot(rows: list[dict], path: Path, x: str, xlabel: str, log_x: bool = False) -> None:
+    """Accuracy over 10..30 dB against `x`: the dense ladder as the baseline curve, each compressed model a marker."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    value = (lambda r: r[x]) if "." not in x else (lambda r: r[x.split(".")[0]][x.split(".")[1]])
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    ladder = [r for r in rows if r["kind"] == "ladder"]
+    ladder.sort(key=value)
+    ax.plot([value(r) for r in ladder], [100 * r["accuracy_10_30db"] for r in ladder], "-o", color="0.3", lw=2,
+            label="dense width ladder (same recipe)", zorder=2)
+    for r in ladder:
+        ax.annotate(r["widths"].split("x")[0], (value(r), 100 * r["accuracy_10_30db"]), textcoords="offset points",
+                    xytext=(4, -10), fontsize=8, color="0.3")
+    markers = "sD^vP*X"
+    for i, r in enumerate(r for r in rows if r["kind"] == "compressed"):
+        ax.scatter(value(r), 100 * r["accuracy_10_30db"], marker=markers[i % len(markers)], s=70, zorder=3,
+                   label=f"{r['name']} ({r['widths']})")
+    if log_x:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("mean test accuracy over 10..30 dB (%)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, loc="lower right")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def results(models: Path, work: Path, board: str, rates, data: str | None, check_frames: int, log=print) -> list[dict]:
+    """Estimate every shipped model and write the table, JSON and plots into `models`."""
+    from train.config import load_config
+
+    from .compare import estimate, export_checked, slug
+
+    rows = ladder_rows(models) + compression_rows(models)
+    if not rows:
+        raise ValueError(f"{models}: no finished model (ladder/f*/metrics.json or compression/compare.json)")
+    quiet = lambda *_: None  # noqa: E731
+    out = []
+    for row in rows:
+        hw_dir = work / slug(row["name"])
+        log(f"{row['name']}: export and FINN estimates -> {hw_dir}")
+        src = data or load_config(Path(row["run_dir"]) / "config.json").data.path
+        exp = export_checked(row["run_dir"], hw_dir / "export", src, check_frames, quiet)
+        hw = {rate: estimate(exp, hw_dir / f"build-{rate}", board, quiet, target_fps=rate) for rate in rates}
+        out.append(row_figures(row, hw))
+    against_ladder(out, rates[-1])
+    text = table(out, board, rates)
+    write_json(models / "results.json", {"board": board, "rates": list(rates), "rows": out})
+    write_text(models / "results.md", text + "\n")
+    plot(out, models / "accuracy_vs_cost.png", "cost", "inference cost (ITU-ML5G-PS-007, qonnx; log)", log_x=True)
+    plot(out, models / "accuracy_vs_lut.png", f"at_{rates[-1]}.LUT",
+         f"FINN estimated LUTs at {rates[-1]:,} frames/s on {board}")
+    log(text)
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m build.results", description=__doc__.split("\n\n")[0].split(": ", 1)[1],
+                                epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("models", help="the shipped models' directory (holds ladder/ and compression/)")
+    p.add_argument("--work", default="runs/results", help="cache of the exports and builds (default: %(default)s)")
+    p.add_argument("--board", default="ZCU104", choices=sorted(BOARDS), help="target board (default: %(default)s)")
+    p.add_argument("--data", default=None, help="RadioML-layout file for the export checks (default: each run's data.path)")
+    p.add_argument("--check-frames", type=int, default=32, help="test frames each export check runs (default: %(default)s)")
+    a = p.parse_args(argv)
+    from export.finn_env import XilinxToolMissing
+    from export.golden import ExportCheckFailed
+
+    def work():
+        if a.check_frames < 1:
+            raise ValueError(f"--check-frames must be >= 1, got {a.check_frames}")
+        results(Path(a.models), Path(a.work), a.board, RATES, a.data, a.check_frames)
+
+    return run_main(work, (ValueError, OSError, RuntimeError, XilinxToolMissing, ExportCheckFailed))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

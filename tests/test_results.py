@@ -1,0 +1,55 @@
+"""build.results: the shipped results regenerated from trained models alone (tiny models trained here)."""
+import json
+
+import pytest
+
+from build.results import RATES, interpolate, results
+
+
+def test_interpolate_on_the_ladder_and_none_beyond_it():
+    pts = [(0.6, 0.1), (0.8, 0.3)]
+    assert interpolate(0.7, pts) == pytest.approx(0.2)
+    assert interpolate(0.8, pts) == pytest.approx(0.3) and interpolate(0.85, pts) is None and interpolate(0.5, pts) is None
+
+
+@pytest.fixture(scope="module")
+def shipped(tmp_path_factory, tiny_file):
+    """A two-rung ladder and an FMP run from its wider rung, in the layout of models/."""
+    from train.compare import run_comparison
+    from train.config import DataConfig, OptimConfig, PruneConfig, TrainConfig
+    from train.loop import train
+    from train.model import ModelConfig
+
+    models = tmp_path_factory.mktemp("models")
+
+    def cfg(width, run_dir, **kw):
+        return TrainConfig(data=DataConfig(path=str(tiny_file)), model=ModelConfig(4, 4, 4, conv_filters=width,
+                                                                                   dense_units=16),
+                           optim=OptimConfig(lr=3e-3, batch_size=64, epochs_per_round=1), run_dir=str(run_dir),
+                           threads=1, seed=0, **kw)
+
+    for w in (4, 8):
+        train(cfg(w, models / "ladder" / f"f{w}", prune=PruneConfig(strategy="none", floor=0.0)))
+    base = cfg(8, models / "compression" / "x", prune=PruneConfig(max_rounds=2),
+               init_from=str(models / "ladder" / "f8"))
+    run_comparison(base, models / "compression", ["fmp"], 0, 0.5)
+    return models
+
+
+@pytest.mark.slow
+def test_results_table_json_and_plots_from_the_shipped_files(shipped, tmp_path):
+    rates = RATES[-1:]  # one rate is enough to check the table (each rate is a FINN build per model)
+    rows = results(shipped, tmp_path / "work", "ZCU104", rates, None, 8, log=lambda *_: None)
+    assert [r["name"] for r in rows] == ["dense 4 filters", "dense 8 filters", "fmp"]
+    j = json.loads((shipped / "results.json").read_text())
+    assert j["rates"] == list(rates) and len(j["rows"]) == 3
+    fmp, ladder = rows[2], rows[:2]
+    for r in rows:
+        for rate in rates:
+            assert r[f"at_{rate}"]["LUT"] > 0
+    expect = interpolate(fmp["accuracy_10_30db"], [(x["accuracy_10_30db"], x["cost"]) for x in ladder])
+    assert fmp["ladder_cost_at_accuracy"] == expect
+    md = (shipped / "results.md").read_text()
+    assert md.count("\n| ") == 4 and "| fmp |" in md and ("beyond ladder" in md) == (expect is None)
+    for png in ("accuracy_vs_cost.png", "accuracy_vs_lut.png"):
+        assert (shipped / png).stat().st_size > 10_000
