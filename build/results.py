@@ -6,9 +6,10 @@ with every check and estimated by FINN on --board at each --rates (LUT, DSP, BRA
 no FIFOs or DMA). Every compressed model is set beside the dense ladder at its accuracy: the cost and LUTs the
 ladder would need for the same mean accuracy over 10..30 dB, interpolated between its rungs.
 
-Writes MODELS/results.json, MODELS/results.md (the table), MODELS/accuracy_vs_cost.png and
-MODELS/accuracy_vs_lut.png (the ladder drawn as the baseline curve). Exports and builds are cached under
---work (reused while the model and settings are the same).
+Writes --out (default MODELS/results): results.json, results.md (the table), accuracy_vs_cost.png and
+accuracy_vs_lut.png (the ladder drawn as the baseline curve), built aside and published by rename; an
+existing --out is replaced only with --force and only if it holds nothing but an earlier table's files.
+Exports and builds are cached under --work (reused while the model and settings are the same).
 """
 from __future__ import annotations
 
@@ -18,10 +19,12 @@ from pathlib import Path
 
 from radioml.atomic import atomic_path, write_json, write_text
 from radioml.cli import run_main
+from radioml.publish import check_target, output_lock, publish, work_dir
 
 from .boards import BOARDS
 
 RATES = (50_000, 240_000)
+COMMAND = "python -m build.results"
 
 
 def ladder_rows(models: Path) -> list[dict]:
@@ -139,39 +142,51 @@ def plot(rows: list[dict], path: Path, x: str, xlabel: str, log_x: bool = False)
     plt.close(fig)
 
 
-def results(models: Path, work: Path, board: str, rates, data: str | None, check_frames: int, log=print) -> list[dict]:
-    """Estimate every shipped model and write the table, JSON and plots into `models`."""
+def results(models: Path, out: Path, work: Path, board: str, rates, data: str | None, check_frames: int,
+            force: bool = False, log=print) -> list[dict]:
+    """Estimate every shipped model and publish the table, JSON and plots as the directory `out`."""
+    check_target(out, COMMAND, [models / "ladder", models / "compression"], force)
+    rows = ladder_rows(models) + compression_rows(models)
+    if not rows:
+        raise ValueError(f"{models}: no finished model (ladder/f*/metrics.json or compression/compare.json)")
+    with output_lock(out):
+        return _results(rows, out, work, board, rates, data, check_frames, log)
+
+
+def _results(rows, out: Path, work: Path, board: str, rates, data, check_frames: int, log) -> list[dict]:
     from train.config import load_config
 
     from .compare import estimate, export_checked, slug
 
-    rows = ladder_rows(models) + compression_rows(models)
-    if not rows:
-        raise ValueError(f"{models}: no finished model (ladder/f*/metrics.json or compression/compare.json)")
     quiet = lambda *_: None  # noqa: E731
-    out = []
+    out_rows = []
     for row in rows:
         hw_dir = work / slug(row["name"])
         log(f"{row['name']}: export and FINN estimates -> {hw_dir}")
         src = data or load_config(Path(row["run_dir"]) / "config.json").data.path
         exp = export_checked(row["run_dir"], hw_dir / "export", src, check_frames, quiet)
         hw = {rate: estimate(exp, hw_dir / f"build-{rate}", board, quiet, target_fps=rate) for rate in rates}
-        out.append(row_figures(row, hw))
-    against_ladder(out, rates[-1])
-    text = table(out, board, rates)
-    write_json(models / "results.json", {"board": board, "rates": list(rates), "rows": out})
-    write_text(models / "results.md", text + "\n")
-    plot(out, models / "accuracy_vs_cost.png", "cost", "inference cost (ITU-ML5G-PS-007, qonnx; log)", log_x=True)
-    plot(out, models / "accuracy_vs_lut.png", f"at_{rates[-1]}.LUT",
+        out_rows.append(row_figures(row, hw))
+    against_ladder(out_rows, rates[-1])
+    text = table(out_rows, board, rates)
+    tmp = work_dir(out)
+    write_json(tmp / "results.json", {"board": board, "rates": list(rates), "rows": out_rows})
+    write_text(tmp / "results.md", text + "\n")
+    plot(out_rows, tmp / "accuracy_vs_cost.png", "cost", "inference cost (ITU-ML5G-PS-007, qonnx; log)", log_x=True)
+    plot(out_rows, tmp / "accuracy_vs_lut.png", f"at_{rates[-1]}.LUT",
          f"FINN estimated LUTs at {rates[-1]:,} frames/s on {board}")
+    publish(tmp, out, COMMAND)
     log(text)
-    return out
+    log(f"wrote {out}")
+    return out_rows
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m build.results", description=__doc__.split("\n\n")[0].split(": ", 1)[1],
                                 epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("models", help="the shipped models' directory (holds ladder/ and compression/)")
+    p.add_argument("--out", default=None, help="directory the table and plots are published as (default: MODELS/results)")
+    p.add_argument("--force", action="store_true", help="replace an existing --out written by this command")
     p.add_argument("--work", default="runs/results", help="cache of the exports and builds (default: %(default)s)")
     p.add_argument("--board", default="ZCU104", choices=sorted(BOARDS), help="target board (default: %(default)s)")
     p.add_argument("--data", default=None, help="RadioML-layout file for the export checks (default: each run's data.path)")
@@ -183,7 +198,9 @@ def main(argv=None) -> int:
     def work():
         if a.check_frames < 1:
             raise ValueError(f"--check-frames must be >= 1, got {a.check_frames}")
-        results(Path(a.models), Path(a.work), a.board, RATES, a.data, a.check_frames)
+        models = Path(a.models)
+        results(models, Path(a.out) if a.out else models / "results", Path(a.work), a.board, RATES, a.data,
+                a.check_frames, a.force)
 
     return run_main(work, (ValueError, OSError, RuntimeError, XilinxToolMissing, ExportCheckFailed))
 

@@ -4,6 +4,7 @@ import json
 import pytest
 
 from build.results import RATES, interpolate, results
+from radioml.publish import OutputRefused
 
 
 def test_interpolate_on_the_ladder_and_none_beyond_it():
@@ -39,9 +40,10 @@ def shipped(tmp_path_factory, tiny_file):
 @pytest.mark.slow
 def test_results_table_json_and_plots_from_the_shipped_files(shipped, tmp_path):
     rates = RATES[-1:]  # one rate is enough to check the table (each rate is a FINN build per model)
-    rows = results(shipped, tmp_path / "work", "ZCU104", rates, None, 8, log=lambda *_: None)
+    out = shipped / "results"
+    rows = results(shipped, out, tmp_path / "work", "ZCU104", rates, None, 8, log=lambda *_: None)
     assert [r["name"] for r in rows] == ["dense 4 filters", "dense 8 filters", "fmp"]
-    j = json.loads((shipped / "results.json").read_text())
+    j = json.loads((out / "results.json").read_text())
     assert j["rates"] == list(rates) and len(j["rows"]) == 3
     fmp, ladder = rows[2], rows[:2]
     for r in rows:
@@ -49,7 +51,29 @@ def test_results_table_json_and_plots_from_the_shipped_files(shipped, tmp_path):
             assert r[f"at_{rate}"]["LUT"] > 0
     expect = interpolate(fmp["accuracy_10_30db"], [(x["accuracy_10_30db"], x["cost"]) for x in ladder])
     assert fmp["ladder_cost_at_accuracy"] == expect
-    md = (shipped / "results.md").read_text()
+    md = (out / "results.md").read_text()
     assert md.count("\n| ") == 4 and "| fmp |" in md and ("beyond ladder" in md) == (expect is None)
     for png in ("accuracy_vs_cost.png", "accuracy_vs_lut.png"):
-        assert (shipped / png).stat().st_size > 10_000
+        assert (out / png).stat().st_size > 10_000
+
+    # A rerun replaces its own table only with force, and never a file the user put beside it.
+    with pytest.raises(OutputRefused, match="already exists"):
+        results(shipped, out, tmp_path / "work", "ZCU104", rates, None, 8, log=lambda *_: None)
+    (out / "notes.md").write_text("mine")
+    with pytest.raises(OutputRefused, match="notes.md"):
+        results(shipped, out, tmp_path / "work", "ZCU104", rates, None, 8, force=True, log=lambda *_: None)
+    assert (out / "notes.md").read_text() == "mine" and (out / "results.md").read_text() == md
+    (out / "notes.md").unlink()
+    results(shipped, out, tmp_path / "work", "ZCU104", rates, None, 8, force=True, log=lambda *_: None)
+    assert (out / "results.md").read_text() == md
+
+
+def test_results_never_writes_into_the_models_directory(tmp_path):
+    """A user's MODELS/results.md (not ours) is no output directory: refused before any work, left as it was."""
+    models = tmp_path / "models"
+    (models / "ladder" / "f8").mkdir(parents=True)
+    (models / "ladder" / "f8" / "metrics.json").write_text("{}")
+    (models / "results").write_text("user notes")
+    with pytest.raises(OutputRefused, match="not a directory|exists"):
+        results(models, models / "results", tmp_path / "work", "ZCU104", RATES, None, 8, log=lambda *_: None)
+    assert (models / "results").read_text() == "user notes" and not (tmp_path / "work").exists()
