@@ -30,7 +30,7 @@ def main(argv=None) -> int:
     p.add_argument("--clock-ns", type=float, default=None, help="clock period in ns (default: the board's)")
     p.add_argument("--target-fps", type=int, default=d.target_fps, help="frames/s to fold for (default: %(default)s)")
     p.add_argument("--max-fps", action="store_true",
-                   help="fold for the highest frames/s whose fewest-LUT folding fits --util-cap of the part "
+                   help="fold for the highest frames/s whose search folding (see --fit) fits --util-cap of the part "
                         "(instead of --target-fps; needs --folding search)")
     p.add_argument("--util-cap", type=fraction, default=d.util_cap,
                    help="with --max-fps: fraction of the part's LUT, BRAM18 and DSP the layers may use; the rest is "
@@ -38,6 +38,10 @@ def main(argv=None) -> int:
     p.add_argument("--folding", default=d.folding,
                    help="search (fewest estimated LUTs meeting the target), finn (FINN's target_fps), "
                         "or a folding JSON path (default: %(default)s)")
+    p.add_argument("--fit", default=d.fit, choices=("lut", "max-utilisation"),
+                   help="what --folding search minimises while meeting the rate: lut (the fewest estimated LUTs) or "
+                        "max-utilisation (the largest of the LUT, BRAM18, URAM and DSP fractions of the part, solved "
+                        "exactly over all layers at once; ties: fewest LUT) (default: %(default)s)")
     p.add_argument("--specialize-layers", default=None, metavar="FILE.json",
                    help="FINN's specialize-layers JSON: node name (before specialisation, e.g. MVAU_0) -> "
                         "{\"preferred_impl_style\": \"hls\" or \"rtl\"}; unknown node names are refused")

@@ -36,6 +36,7 @@ from radioml.publish import KEPT, check_target, keep_failed, output_lock, publis
 from .boards import Board, board
 from .class_output import OUTPUTS
 from .config import BuildConfig
+from .folding import OBJECTIVES
 from export.finn_env import XilinxToolMissing, default_build_dir, prepare, require_vivado
 from export.runner import find_step, format_times, run, short_name, step_file, step_name
 from export.steps import FINN_STEPS, STREAMLINED_LAYOUT
@@ -193,7 +194,7 @@ def step_specialize(model, ctx: Ctx):
 def step_folding(model, ctx: Ctx):
     from finn.builder.build_dataflow_steps import step_apply_folding_config, step_target_fps_parallelization
 
-    from .folding import candidates, choose, max_rate, totals, write_folding
+    from .folding import candidates, chooser, max_rate, totals, write_folding
 
     mode = ctx.cfg.folding
     if ctx.cfg.max_fps and mode != "search":
@@ -203,11 +204,12 @@ def step_folding(model, ctx: Ctx):
     else:
         if mode == "search":
             cands = candidates(model, ctx.board.part)
+            avail = ctx.board.resources()
+            pick = chooser(ctx.cfg.fit, avail)
             if ctx.cfg.max_fps:
-                avail = ctx.board.resources()
                 budget = {k: ctx.cfg.util_cap * avail[k] for k in ("LUT", "BRAM_18K", "DSP")}
                 try:
-                    target, choices = max_rate(cands, budget)
+                    target, choices = max_rate(cands, budget, pick)
                 except ValueError as e:
                     raise ValueError(f"{ctx.board.name} at util cap {ctx.cfg.util_cap}: {e}") from None
                 ctx.target_fps = 1e9 / ctx.clock_ns / target
@@ -216,9 +218,10 @@ def step_folding(model, ctx: Ctx):
                                         "fps": ctx.target_fps, "search_totals": totals(choices)}
             else:
                 target = int(1e9 / ctx.clock_ns / ctx.cfg.target_fps)
-                choices = choose(cands, target)
+                choices = pick(cands, target)
             write_folding(choices, ctx.work / "folding_config.json")
-            ctx.notes["folding_search"] = {"target_cycles": target, "met": all(c.meets for c in choices),
+            ctx.notes["folding_search"] = {"objective": ctx.cfg.fit, "target_cycles": target,
+                                           "met": all(c.meets for c in choices),
                                            "unmet_layers": [c.node for c in choices if not c.meets],
                                            "totals": totals(choices)}  # FINN's estimates before minimising widths
         else:
@@ -482,6 +485,10 @@ def check_inputs(cfg: BuildConfig):
         raise ValueError(f"--output must be one of {', '.join(OUTPUTS)}, got {cfg.output!r}")
     if cfg.verify_frames is not None and cfg.verify_frames < 1:
         raise ValueError(f"--verify-frames must be >= 1, got {cfg.verify_frames}")
+    if cfg.fit not in OBJECTIVES:
+        raise ValueError(f"--fit must be one of {', '.join(OBJECTIVES)}, got {cfg.fit!r}")
+    if cfg.fit != "lut" and cfg.folding != "search":
+        raise ValueError(f"--fit {cfg.fit} needs --folding search, not {cfg.folding!r}")
     export_io = check_export_dir(Path(cfg.export_dir))
     if cfg.output == "class":  # a graph that cannot end in a LabelSelect is refused before any step
         from qonnx.core.modelwrapper import ModelWrapper

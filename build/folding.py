@@ -154,7 +154,34 @@ def totals(choices: list[LayerChoice]) -> dict[str, float]:
             "DSP": sum(c.dsp for c in choices)}
 
 
-def max_rate(cands: dict[str, list[tuple]], budget: dict[str, float]) -> tuple[int, list[LayerChoice]]:
+OBJECTIVES = ("lut", "max-utilisation")
+
+
+def fit_choose(cands: dict[str, list[tuple]], target_cycles: int, capacity: dict) -> list[LayerChoice]:
+    """Per unit, the setting within target_cycles such that the largest utilisation of `capacity` over LUT,
+    BRAM18 and DSP is minimal (ties: fewest LUT; build/fit.py); a unit that cannot meet it takes its fastest."""
+    from .fit import Option, fit
+
+    units = {name: [Option(i, c[1], {"LUT": c[2], "BRAM_18K": c[3], "DSP": c[4]}) for i, c in enumerate(unit)]
+             for name, unit in cands.items()}
+    chosen = fit(units, target_cycles, capacity, unmet="fastest").choice
+    out = []
+    for name, unit in cands.items():
+        c = unit[chosen[name].label]
+        out.append(LayerChoice(name, c[0], c[1], c[2], c[3], c[4], c[1] <= target_cycles))
+    return out
+
+
+def chooser(objective: str, capacity: dict):
+    """choose(cands, target_cycles) for a folding objective: fewest LUT, or smallest largest utilisation."""
+    if objective == "lut":
+        return choose
+    if objective == "max-utilisation":
+        return lambda cands, cycles: fit_choose(cands, cycles, capacity)
+    raise ValueError(f"unknown folding objective {objective!r}; known: {', '.join(OBJECTIVES)}")
+
+
+def max_rate(cands: dict[str, list[tuple]], budget: dict[str, float], pick=choose) -> tuple[int, list[LayerChoice]]:
     """(smallest target cycles whose cheapest folding stays within `budget`, that folding).
 
     `budget` caps LUT, BRAM_18K and DSP. Raises ValueError when not even the slowest folding fits."""
@@ -163,11 +190,11 @@ def max_rate(cands: dict[str, list[tuple]], budget: dict[str, float]) -> tuple[i
     levels = [c for c in levels if c >= floor_cycles]
 
     def fits(cycles):
-        t = totals(choose(cands, cycles))
+        t = totals(pick(cands, cycles))
         return all(t[k] <= budget[k] for k in budget)
 
     if not fits(levels[-1]):
-        t = totals(choose(cands, levels[-1]))
+        t = totals(pick(cands, levels[-1]))
         raise ValueError("even the slowest folding exceeds the budget: "
                          + ", ".join(f"{k} {t[k]:,.0f} > {budget[k]:,.0f}" for k in budget if t[k] > budget[k]))
     lo, hi = 0, len(levels) - 1  # levels[hi] fits; find the first level that fits
@@ -177,7 +204,7 @@ def max_rate(cands: dict[str, list[tuple]], budget: dict[str, float]) -> tuple[i
             hi = mid
         else:
             lo = mid + 1
-    return levels[lo], choose(cands, levels[lo])
+    return levels[lo], pick(cands, levels[lo])
 
 
 def folding_config(choices: list[LayerChoice]) -> dict:

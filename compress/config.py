@@ -53,6 +53,8 @@ class SearchConfig:
                                                      "(default: OUT/layer_estimates.json)")
     seed: int = opt(0, "seed of the fine-tuning subsets, shuffles and initialisation", within="[0, 4294967295]")
     threads: int = opt(0, "torch CPU threads (0: torch's default)", within="[0, 4096]")
+    estimate_workers: int = opt(0, "processes converting candidate shapes for FINN's estimates at once (0: one per "
+                                   "CPU core; 1: in the search's own process)", within="[0, 4096]")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -61,7 +63,7 @@ class SearchConfig:
 
 
 # fields that do not change the result: a resumed search may differ in these
-NON_SEMANTIC = {"out", "threads", "estimate_cache", "alternatives", "data", "max_steps"}  # more steps continue a search
+NON_SEMANTIC = {"out", "threads", "estimate_workers", "estimate_cache", "alternatives", "data", "max_steps"}  # more steps continue a search
 
 
 def validate(cfg: SearchConfig) -> SearchConfig:

@@ -18,7 +18,8 @@ Filling the cache converts a freshly initialised model of a configuration throug
 export's FINN steps and the build's conversion, partition and specialisation (a few
 seconds, no checks: the values do not matter) and stores every layer's units. Moves that
 change disjoint sets of layers are packed into one configuration (`fill`): one
-conversion serves several candidates. The cache is a JSON file, keyed by FPGA part, typed and
+conversion serves several candidates, and the conversions of one fill run in parallel processes
+(`workers`; FINN's graph transformations are single-threaded Python). The cache is a JSON file, keyed by FPGA part, typed and
 digested like every stage file (radioml/artifacts.py): an edited or corrupt figure is refused, never
 used to steer a search.
 """
@@ -28,6 +29,7 @@ import contextlib
 import io
 import logging
 import math
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,27 +163,66 @@ def read_cache(path: Path, part: str) -> dict:
     return layers
 
 
-class LayerEstimates:
-    """Per-layer folding candidates by signature, on one part, persisted in a JSON file (optional)."""
+def layer_units(mcfg, board, n_layers: int) -> list[list]:
+    """units_by_layer of a fresh model of `mcfg` (one conversion; what a worker process returns)."""
+    return units_by_layer(hw_graph(mcfg, board), board.part, n_layers)
 
-    def __init__(self, board, like, path: str | Path | None = None, log=lambda *_: None):
+
+class LayerEstimates:
+    """Per-layer folding candidates by signature, on one part, persisted in a JSON file (optional).
+
+    `workers`: processes that convert at once (0: one per CPU core; 1: in this process only)."""
+
+    def __init__(self, board, like, path: str | Path | None = None, log=lambda *_: None, workers: int = 1):
         self.board, self.like, self.log = board, like, log
         self.path = Path(path) if path else None
         self.layers: dict[str, list] = {}
         self.conversions = 0
+        self.workers = workers or os.cpu_count() or 1
+        self._pool = None
         if self.path and self.path.is_file():
             self.layers = read_cache(self.path, board.part)
 
     def missing(self, shape: Shape) -> list[str]:
         return [s for s in shape.signatures() if s not in self.layers]
 
-    def convert(self, shape: Shape) -> None:
-        """One conversion of `shape`, every layer stored."""
-        g = hw_graph(shape.model_config(self.like), self.board)
-        for sig, units in zip(shape.signatures(), units_by_layer(g, self.board.part, len(shape.weight_bits))):
-            self.layers[sig] = units
+    def _store(self, shape: Shape, units: list[list]) -> None:
+        for sig, u in zip(shape.signatures(), units):
+            self.layers[sig] = u
         self.conversions += 1
         self.save()
+
+    def convert(self, shape: Shape) -> None:
+        """One conversion of `shape`, every layer stored."""
+        self._store(shape, layer_units(shape.model_config(self.like), self.board, len(shape.weight_bits)))
+
+    def convert_all(self, shapes: list[Shape]) -> None:
+        """Convert `shapes`, up to `workers` at once (spawned processes: FINN and torch are not fork-safe);
+        each result is stored (and saved) as it arrives, so an interrupted fill keeps what it finished."""
+        if self.workers <= 1 or len(shapes) <= 1:
+            for shape in shapes:
+                self.convert(shape)
+            return
+        import concurrent.futures as cf
+        import multiprocessing
+
+        if self._pool is None:
+            self._pool = cf.ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+        jobs = {self._pool.submit(layer_units, s.model_config(self.like), self.board, len(s.weight_bits)): s
+                for s in shapes}
+        try:
+            for job in cf.as_completed(jobs):
+                self._store(jobs[job], job.result())
+        except BaseException:
+            for job in jobs:
+                job.cancel()
+            raise
+
+    def close(self) -> None:
+        """Stop the worker processes (if any were started)."""
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
 
     def save(self) -> None:
         if self.path:
@@ -192,7 +233,9 @@ class LayerEstimates:
         packing changes that touch disjoint layers into one conversion each."""
         if self.missing(base):
             self.convert(base)
-        todo = [c for c in changes if self.missing(base.with_change(*c))]
+        wanted = [c for c in changes if self.missing(base.with_change(*c))]
+        todo, planned = list(wanted), set()
+        shapes = []
         while todo:
             shape, used, rest = base, set(), []
             for field, i, v in todo:
@@ -201,11 +244,17 @@ class LayerEstimates:
                     rest.append((field, i, v))
                     continue
                 shape, used = shape.with_change(field, i, v), used | t
-            self.log(f"  FINN estimates of {len(todo) - len(rest)} candidate layer shapes (one conversion)")
-            self.convert(shape)
-            if any(self.missing(base.with_change(*c)) for c in todo if c not in rest):
-                raise RuntimeError(f"converting {shape} did not give the layer signatures it was packed for")
-            todo = [c for c in rest if self.missing(base.with_change(*c))]
+            shapes.append(shape)
+            planned.update(shape.signatures())
+            todo = [c for c in rest if set(self.missing(base.with_change(*c))) - planned]
+        if not shapes:
+            return
+        self.log(f"  FINN estimates of {len(wanted)} candidate layer shapes ({len(shapes)} conversions, "
+                 f"{min(self.workers, len(shapes))} at a time)")
+        self.convert_all(shapes)
+        if any(self.missing(base.with_change(*c)) for c in wanted):
+            raise RuntimeError(f"converting {len(shapes)} packed shapes did not give the layer signatures they were "
+                               f"packed for")
 
     def candidates(self, shape: Shape) -> dict[str, list[tuple]]:
         """The build's folding candidates of the whole configuration, as build.folding.candidates gives them."""

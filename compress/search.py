@@ -76,7 +76,7 @@ class Search:
         pick = np.linspace(0, len(self.feedback) - 1, min(cfg.probe_frames, len(self.feedback))).round().astype(int)
         self.probe = self.feedback[np.unique(pick)]
         self.est = LayerEstimates(self.board, self.start_cfg, cfg.estimate_cache or self.out / "layer_estimates.json",
-                                  log=self.say)
+                                  log=self.say, workers=cfg.estimate_workers)
 
     # ---- measurements -------------------------------------------------------------------
     def hardware(self, shape: Shape) -> dict:
@@ -254,10 +254,13 @@ class Search:
         self._commit()
 
     def run(self) -> dict:
-        self.open()
-        self.score_alternatives()
-        while not self.schedule.done and self.step():
-            pass
+        try:
+            self.open()
+            self.score_alternatives()
+            while not self.schedule.done and self.step():
+                pass
+        finally:
+            self.est.close()
         from .frontier import read_frontier, table
 
         body = read_frontier(self.out)

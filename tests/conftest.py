@@ -46,6 +46,29 @@ def write_layout(path, n_per_block=2, x_dtype="<f4", mutate=None):
     return path
 
 
+MAINS = {"build": "build.__main__", "train": "train.__main__", "compress": "compress.__main__"}  # modules whose main() lives in __main__
+
+
+def run_cli(module: str, *args, cwd=None):
+    """`python -m module args` in this process (its main(argv), stdout and stderr captured): the exit status
+    and messages a user sees, without a fresh interpreter's seconds of imports. Returns (CompletedProcess,
+    the last line of stderr)."""
+    import contextlib
+    import importlib
+    import io
+    import subprocess
+
+    out, err = io.StringIO(), io.StringIO()
+    main = importlib.import_module(MAINS.get(module, module)).main
+    with contextlib.chdir(cwd or Path.cwd()), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as e:  # argparse's own refusals
+            code = e.code if isinstance(e.code, int) else 2
+    r = subprocess.CompletedProcess([module, *args], code or 0, out.getvalue(), err.getvalue())
+    return r, (r.stderr.strip().splitlines() or [""])[-1]
+
+
 STAGES = ["qonnx", "qcdq_ort", "finn/qonnx_to_finn", "finn/to_4d", "finn/streamline", "finn/channels_last"]
 
 

@@ -314,3 +314,20 @@ def test_a_specialize_layers_json_is_applied_and_unknown_nodes_are_refused(tmp_p
         with pytest.raises(Exception, match=msg):
             build(BuildConfig(export_dir=str(export_dir), out=str(tmp_path / "c"), target_fps=20_000,
                               specialize_layers=str(spec)), log=lambda *_: None)
+
+
+def test_the_max_utilisation_fit_never_fills_the_part_more_than_the_lut_search(tmp_path, export_dir, built):
+    """--fit max-utilisation: its largest LUT/BRAM18/DSP fraction is at most the LUT search's, its LUTs at least
+    the LUT search's (which are minimal), and its folded graph is bit-exact like every build's."""
+    from build.boards import board
+
+    cap = board("ZCU104").resources()
+    worst = lambda t: max(t[k] / cap[k] for k in ("LUT", "BRAM_18K", "DSP"))  # noqa: E731
+    lut = json.loads((built / "build_report.json").read_text())["folding_search"]
+    out = build(BuildConfig(export_dir=str(export_dir), out=str(tmp_path / "fit"), target_fps=20_000,
+                            fit="max-utilisation"), log=lambda *_: None)
+    r = json.loads((out / "build_report.json").read_text())
+    fit = r["folding_search"]
+    assert fit["objective"] == "max-utilisation" and lut["objective"] == "lut"
+    assert r["meets_target"] and fit["met"] and r["folded_verification"]["ok"]
+    assert worst(fit["totals"]) <= worst(lut["totals"]) + 1e-12 and fit["totals"]["LUT"] >= lut["totals"]["LUT"]

@@ -15,12 +15,15 @@ from export.to_finn import export
 from radioml.artifacts import ArtifactError, DriverIO, read_artifact, write_artifact
 from radioml.publish import KEPT, MARKER, keep_failed, sweep
 
+from .conftest import run_cli
+
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 QUIET = dict(log=lambda *_: None)
 
 
 def _run(*args, cwd=None):
+    """A command in a fresh interpreter: where the process itself matters (locks held by another process)."""
     r = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, env=ENV, cwd=cwd, timeout=900)
     return r, (r.stderr.strip().splitlines() or [""])[-1]
 
@@ -31,15 +34,15 @@ def test_force_replaces_only_the_same_commands_outputs(tmp_path, fresh_export, s
     (runs / "fmp" / "model.pt").write_bytes(b"a training run")
     for cmd in (("build", "--export", str(fresh_export)), ("export.to_finn", "--fresh-bits", "4", "--data",
                                                           str(small_file))):
-        r, err = _run(*cmd, "--out", str(runs), "--force")
+        r, err = run_cli(*cmd, "--out", str(runs), "--force")
         assert r.returncode == 2 and err == f"error: {runs}: not an output of this toolchain (no marker file), not " \
                                            f"of {cmd[0]}; --force replaces only {cmd[0]}'s own outputs"
     assert (runs / "fmp" / "model.pt").read_bytes() == b"a training run" and os.listdir(runs) == ["fmp"]
-    r, err = _run("build", "--export", str(fresh_export), "--out", str(fresh_export), "--force")  # export's output
+    r, err = run_cli("build", "--export", str(fresh_export), "--out", str(fresh_export), "--force")  # export's output
     assert r.returncode == 2 and "holds the input" in err and (fresh_export / "io.json").is_file()
-    r, err = _run("build", "--export", str(fresh_export), "--out", ".", "--force", cwd=tmp_path)
+    r, err = run_cli("build", "--export", str(fresh_export), "--out", ".", "--force", cwd=tmp_path)
     assert r.returncode == 2 and err == "error: .: is the working directory or one of its parents; refusing to write there"
-    r, err = _run("build", "--export", str(fresh_export), "--out", str(fresh_export.parent), "--force")
+    r, err = run_cli("build", "--export", str(fresh_export), "--out", str(fresh_export.parent), "--force")
     assert r.returncode == 2 and "holds the input" in err
 
 
@@ -119,18 +122,18 @@ def test_a_second_run_on_a_locked_run_directory_stops_at_once(tmp_path, tiny_fil
     assert r.returncode == 2 and err == f"error: {tmp_path / 'run'}: in use by process {os.getpid()} (another run on " \
                                        f"this --run_dir); wait for it to end or choose another --run_dir"
     assert sorted(os.listdir(tmp_path / "run")) == []  # the lock file goes with the run that held it
-    r, _ = _run(*args)
+    r, _ = run_cli(*args)  # the lock gone with its process, a run in this one goes ahead
     assert r.returncode == 0, r.stderr[-2000:]
-    r, err = _run(*args[:2], str(ROOT / "tests" / "data-not-here.hdf5"), *args[3:])
+    r, err = run_cli(*args[:2], str(ROOT / "tests" / "data-not-here.hdf5"), *args[3:])
     assert r.returncode == 2 and "no such file" in err
     other = tmp_path / "other.hdf5"
     from radioml.synthetic import write_synthetic
 
     write_synthetic(other, 4, seed=9, progress=False)
-    r, err = _run(*args[:2], str(other), *args[3:])
+    r, err = run_cli(*args[:2], str(other), *args[3:])
     assert r.returncode == 2 and err.startswith(f"error: {tmp_path / 'run' / 'checkpoint.pt'}: trained on ") and \
         "pass --allow_other_data true" in err
-    r, _ = _run(*args[:2], str(other), *args[3:], "--allow_other_data", "true")
+    r, _ = run_cli(*args[:2], str(other), *args[3:], "--allow_other_data", "true")
     assert r.returncode == 0, r.stderr[-2000:]
 
 
@@ -189,7 +192,7 @@ def _edited_bundle(fresh_build, tmp_path, edit, resign=True):
 def test_driver_refuses_an_edited_driver_io(tmp_path, fresh_build, small_file, edit, message):
     for resign, expect in ((False, "its contents do not match its digest"), (True, message)):
         b = _edited_bundle(fresh_build, tmp_path / str(resign), edit, resign)
-        r, err = _run("driver.validate", "--bundle", str(b), "--data", str(small_file), "--emulate",
+        r, err = run_cli("driver.validate", "--bundle", str(b), "--data", str(small_file), "--emulate",
                       "--export", str(Path(fresh_build) / json.loads((Path(fresh_build) / "driver_io.json").read_text())[
                           "export_dir"]))
         assert r.returncode == 2 and expect in err, err
@@ -199,12 +202,12 @@ def test_driver_refuses_an_edited_driver_io(tmp_path, fresh_build, small_file, e
 def test_emulation_refuses_another_exports_golden_model(tmp_path, fresh_build, small_file):
     other = export(ExportConfig(fresh_bits=5, out=str(tmp_path / "other"), data=str(small_file), check_frames=2),
                    **QUIET)
-    r, err = _run("driver.validate", "--bundle", str(fresh_build), "--data", str(small_file), "--emulate",
+    r, err = run_cli("driver.validate", "--bundle", str(fresh_build), "--data", str(small_file), "--emulate",
                   "--export", str(other))
     assert r.returncode == 2 and err == f"error: {other}: not the export this bundle was built from (its files' " \
                                        f"digests differ from those driver_io.json recorded)"
     (other / "model_qcdq.onnx").write_bytes((other / "model_qcdq.onnx").read_bytes()[:-10])
-    r, err = _run("driver.validate", "--bundle", str(fresh_build), "--data", str(small_file), "--emulate",
+    r, err = run_cli("driver.validate", "--bundle", str(fresh_build), "--data", str(small_file), "--emulate",
                   "--export", str(other))
     assert r.returncode == 2 and "model_qcdq.onnx: contents: differ from what" in err
 
@@ -218,12 +221,12 @@ def test_a_flipped_bit_in_a_model_is_refused(tmp_path, small_file):
     obj = torch.load(tmp_path / "m" / "model.pt", weights_only=True)
     obj["model"]["1.weight"][0, 0, 0] *= -1  # a sign bit
     torch.save(obj, tmp_path / "m" / "model.pt")
-    r, err = _run("export.to_finn", "--run", str(tmp_path / "m"), "--out", str(tmp_path / "e"), "--data", str(small_file))
+    r, err = run_cli("export.to_finn", "--run", str(tmp_path / "m"), "--out", str(tmp_path / "e"), "--data", str(small_file))
     assert r.returncode == 2 and err == f"error: {tmp_path / 'm' / 'model.pt'}: its tensors do not match the digest " \
                                        f"written with them (corrupt or edited)"
     del obj["digest"]
     torch.save(obj, tmp_path / "m" / "model.pt")
-    r, err = _run("export.to_finn", "--run", str(tmp_path / "m"), "--out", str(tmp_path / "e"), "--data", str(small_file))
+    r, err = run_cli("export.to_finn", "--run", str(tmp_path / "m"), "--out", str(tmp_path / "e"), "--data", str(small_file))
     assert r.returncode == 2 and "missing digest (a truncated or foreign file)" in err
     assert not (tmp_path / "e").exists()
 
@@ -234,7 +237,7 @@ def test_a_build_refuses_an_export_whose_graph_was_replaced(tmp_path, fresh_expo
     e = tmp_path / "e"
     shutil.copytree(fresh_export, e)
     (e / "model_finn_streamlined.onnx").write_bytes(b"not onnx")
-    r, err = _run("build", "--export", str(e), "--out", str(tmp_path / "b"))
+    r, err = run_cli("build", "--export", str(e), "--out", str(tmp_path / "b"))
     assert r.returncode == 2 and err == f"error: {e / 'model_finn_streamlined.onnx'}: contents: differ from what " \
                                        f"{e / 'io.json'} recorded (edited or replaced); re-export"
     assert sorted(os.listdir(tmp_path)) == ["e"]
@@ -247,18 +250,19 @@ def test_a_build_refuses_an_export_whose_graph_was_replaced(tmp_path, fresh_expo
     (("--target-fps", "-5"), "--target-fps must be a whole number of frames/s >= 1, got -5"),
     (("--target-fps", "0"), "--target-fps must be a whole number of frames/s >= 1, got 0"),
     (("--verify-frames", "0"), "--verify-frames must be >= 1, got 0"),
+    (("--fit", "max-utilisation", "--folding", "finn"), "--fit max-utilisation needs --folding search, not 'finn'"),
 ])
 def test_build_options_are_checked_before_any_step(tmp_path, fresh_export, flags, message):
-    r, err = _run("build", "--export", str(fresh_export), "--out", str(tmp_path / "b"), *flags)
+    r, err = run_cli("build", "--export", str(fresh_export), "--out", str(tmp_path / "b"), *flags)
     assert r.returncode == 2 and err == f"error: {message}" and "[1/" not in r.stdout
     assert os.listdir(tmp_path) == []
 
 
 def test_a_build_that_misses_its_target_exits_3_unless_report_only(tmp_path, fresh_export):
-    r, err = _run("build", "--export", str(fresh_export), "--out", str(tmp_path / "b"), "--target-fps", "10000000")
+    r, err = run_cli("build", "--export", str(fresh_export), "--out", str(tmp_path / "b"), "--target-fps", "10000000")
     assert r.returncode == 3 and "the design misses its target" in err and "--report-only" in err
     assert (tmp_path / "b" / "build_report.json").is_file()
-    r, _ = _run("build", "--export", str(fresh_export), "--out", str(tmp_path / "b"), "--target-fps", "10000000",
+    r, _ = run_cli("build", "--export", str(fresh_export), "--out", str(tmp_path / "b"), "--target-fps", "10000000",
                 "--force", "--report-only")
     assert r.returncode == 0
 
@@ -271,7 +275,7 @@ def test_a_build_that_misses_its_target_exits_3_unless_report_only(tmp_path, fre
     (("train.compare", "--reference-init", "missing.pt", "--strategies", "fmp"), "missing.pt: no such file"),
 ])
 def test_bad_options_get_one_line_before_any_work(tmp_path, small_file, args, message):
-    r, err = _run(*args, "--out" if args[0] != "train" else "--run_dir", str(tmp_path / "o"),
+    r, err = run_cli(*args, "--out" if args[0] != "train" else "--run_dir", str(tmp_path / "o"),
                   *(("--data", str(small_file)) if args[0] == "export.to_finn" else ("--data.path", str(small_file))),
                   cwd=tmp_path)
     assert r.returncode == 2 and err.startswith("error: ") and message in err, err
@@ -279,7 +283,7 @@ def test_bad_options_get_one_line_before_any_work(tmp_path, small_file, args, me
 
 
 def test_validate_names_an_snr_the_file_lacks(fresh_build, small_file):
-    r, err = _run("driver.validate", "--bundle", str(fresh_build), "--data", str(small_file), "--emulate", "--snr", "99")
+    r, err = run_cli("driver.validate", "--bundle", str(fresh_build), "--data", str(small_file), "--emulate", "--snr", "99")
     assert r.returncode == 2 and err == f"error: {small_file}: no test frames at --snr 99 dB (its SNRs: -20..30 dB, step 2)"
 
 

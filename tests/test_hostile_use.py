@@ -13,6 +13,8 @@ import pytest
 from radioml.artifacts import ArtifactError, DriverIO, ExportIO, read_artifact, write_artifact
 from radioml.publish import KEPT, MARKER, OutputRefused, check_target, output_lock, publish
 
+from .conftest import run_cli
+
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 REF32 = ROOT / "models" / "reference" / "vgg10-w4a4-f32" / "model.pt"
@@ -40,7 +42,7 @@ def test_1_force_replaces_only_what_the_command_wrote(tmp_path, fresh_export, fr
     (bundle / "NOTES.txt").write_text("notes")
     (bundle / "bitfile").mkdir()
     (bundle / "bitfile" / "finn-accel.bit").write_text("x")
-    r, err = _run("build", "--export", str(fresh_export), "--out", str(bundle), "--board", "ZCU104",
+    r, err = run_cli("build", "--export", str(fresh_export), "--out", str(bundle), "--board", "ZCU104",
                   "--target-fps", "20000", "--force")
     assert r.returncode == 2 and err.startswith(f"error: {bundle / 'NOTES.txt'} and 1 more: not written by build"), err
     assert (bundle / "NOTES.txt").read_text() == "notes" and (bundle / "bitfile" / "finn-accel.bit").read_text() == "x"
@@ -136,7 +138,7 @@ def test_4_settings_json_must_say_what_driver_io_json_says(tmp_path, fresh_build
 ])
 def test_5_compress_flags_are_range_checked_before_out_is_touched(tmp_path, small_file, flag, value, message):
     out = tmp_path / "frontier"
-    r, err = _run("compress", "--start", str(REF32), "--data", str(small_file), "--out", str(out), flag, value)
+    r, err = run_cli("compress", "--start", str(REF32), "--data", str(small_file), "--out", str(out), flag, value)
     assert r.returncode == 2 and err.startswith(f"error: {message}"), err
     assert not out.exists()
 
@@ -147,8 +149,8 @@ def test_5_board_side_and_file_checks_fail_in_one_line_before_work(tmp_path, fre
                   prelude="import sys; sys.modules['onnxruntime'] = None")
     assert r.returncode == 2 and "needs the Python package onnxruntime" in err and "amc-board[emulate]" in err, err
     # --out that cannot be written: refused before the run, not after it
-    r, err = _run("driver.validate", "--bundle", str(fresh_build), "--data", str(small_file), "--emulate",
-                  "--out", "/proc/amc-results.json")
+    r, err = run_cli("driver.validate", "--bundle", str(fresh_build), "--data", str(small_file), "--emulate",
+                     "--out", "/proc/amc-results.json")
     assert r.returncode == 2 and err.startswith("error: --out /proc/amc-results.json: /proc is not writable"), err
     assert "frames" not in r.stderr.replace(err, "")
     # folding JSON values FINN would take wrongly, refused before the first step

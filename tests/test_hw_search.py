@@ -135,7 +135,7 @@ def _search_cfg(tmp, start, data, cache, **kw):
 
     return SearchConfig(start=str(start), data=str(data), out=str(tmp), board="ZCU104", target_fps=100_000,
                         floor=0.0, epochs_per_step=1, train_subset=0.02, probe_frames=32, max_steps=2,
-                        estimate_cache=str(cache), threads=1, seed=3, **kw)
+                        estimate_cache=str(cache), threads=1, estimate_workers=2, seed=3, **kw)
 
 
 @pytest.fixture(scope="module")

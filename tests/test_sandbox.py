@@ -4,9 +4,6 @@ Uses the copy in ../shared/reference/sandbox-vgg10-w8a8/ (Xilinx/brevitas-radiom
 Apache 2.0); skipped where that folder is absent.
 """
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,16 +12,15 @@ import torch
 
 from radioml.classes import CLASSES, SNRS_DB
 from radioml.synthetic import HARSH, write_synthetic
-from tests.conftest import assert_every_stage_agrees
+from tests.conftest import assert_every_stage_agrees, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 SANDBOX = ROOT.parent / "shared" / "reference" / "sandbox-vgg10-w8a8" / "pretrained_VGG10_w8a8_20.pth"
-ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 needs_sandbox = pytest.mark.skipif(not SANDBOX.is_file(), reason=f"{SANDBOX} not here (the sandbox model)")
 
 
 def _run(*args):
-    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, env=ENV, timeout=900)
+    return run_cli(*args)[0]
 
 
 @pytest.fixture(scope="module")
