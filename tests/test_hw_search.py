@@ -131,11 +131,13 @@ def test_distillation_loss_is_cross_entropy_at_weight_0_and_pulls_to_the_teacher
 
 
 def _search_cfg(tmp, start, data, cache, **kw):
+    """A 2-step search over channel and weight-bit moves (activation bits stay at 4: their candidate shapes
+    would double the FINN conversions, and apply_move's bit path is the weight moves' own)."""
     from compress.config import SearchConfig
 
     return SearchConfig(start=str(start), data=str(data), out=str(tmp), board="ZCU104", target_fps=100_000,
                         floor=0.0, epochs_per_step=1, train_subset=0.02, probe_frames=32, max_steps=2,
-                        estimate_cache=str(cache), threads=1, estimate_workers=2, seed=3, **kw)
+                        min_act_bits=4, estimate_cache=str(cache), threads=1, estimate_workers=2, seed=3, **kw)
 
 
 @pytest.fixture(scope="module")
