@@ -46,27 +46,32 @@ def test_reference_model_exports_with_every_check(tmp_path, small_file, name):
 # trained), and 3 frames between torch's AVX2 and default kernels on the same machine; the 32-filter one moves
 # none. So the shipped figures must hold to within what such kernels change, and no more.
 MOVED_FRAMES = 0.01  # fraction of test frames that may sit in another confusion cell
-ACCURACY_ABS = 0.005  # overall accuracy
 BREAKDOWN_ABS = 0.01  # accuracy of one SNR (624 frames) or one class (676 frames)
+
+
+CHECKED_CLASSES = range(0, 24, 4)  # every fourth class, all its SNRs: a quarter of the evaluation, every kind
 
 
 @pytest.mark.slow
 def test_reference_metrics_match_a_re_evaluation(tmp_path):
     """Regenerate the models' data (the command in models/reference/README.md, profile calibrated-v1) and score both
-    models on its test split: accuracy overall, per SNR and per class and the confusion are the shipped metrics.json,
-    to within what the CPU's float kernels change (MOVED_FRAMES)."""
+    models on the test frames of every fourth class: their confusion rows and accuracy per class are the shipped
+    metrics.json's, to within what the CPU's float kernels change (MOVED_FRAMES)."""
     data = write_synthetic(tmp_path / "ref256.hdf5", frames_per_snr=256, seed=1, cfg=CALIBRATED_V1, progress=False)
     torch.set_num_threads(2)
     with RadioMLFile(data) as ds:
         test = ds.split().test
+        assert len(test) == 16_224
+        test = test[np.isin(ds.labels[test], CHECKED_CLASSES)]
         for name in MODELS:
             shipped = json.loads((REF / name / "metrics.json").read_text())
+            assert shipped["frames"] == 16_224
             model, _, _ = load_model(REF / name / "model.pt")
             r = predict(model, ds, test, torch.device("cpu"), 1024)
             got = summarize(r["y"], r["pred"], r["snr"])
-            assert got["frames"] == shipped["frames"] == len(test)
-            moved = np.abs(np.asarray(got["confusion"]) - np.asarray(shipped["confusion"])).sum() / 2
+            rows = list(CHECKED_CLASSES)
+            moved = np.abs(np.asarray(got["confusion"])[rows] - np.asarray(shipped["confusion"])[rows]).sum() / 2
             assert moved <= MOVED_FRAMES * len(test), (name, moved)
-            assert got["accuracy"] == pytest.approx(shipped["accuracy"], abs=ACCURACY_ABS), name
-            assert got["accuracy_per_snr"] == pytest.approx(shipped["accuracy_per_snr"], abs=BREAKDOWN_ABS), name
-            assert got["accuracy_per_class"] == pytest.approx(shipped["accuracy_per_class"], abs=BREAKDOWN_ABS), name
+            for c in (shipped["classes"][k] for k in rows):
+                assert got["accuracy_per_class"][c] == pytest.approx(shipped["accuracy_per_class"][c],
+                                                                     abs=BREAKDOWN_ABS), (name, c)
