@@ -15,7 +15,7 @@ class BuildConfig:
     max_fps: bool = False  # instead of target_fps: the highest frames/s whose search folding fits util_cap
     util_cap: float = 0.8  # max_fps: fraction of the part's LUT, BRAM and DSP the estimated layers may use
     folding: str = "search"  # search (fewest estimated LUTs meeting target_fps) | finn (FINN's target_fps) | PATH.json
-    fit: str = "lut"  # the search's objective: lut (fewest LUT) | max-utilisation (smallest largest of LUT, BRAM18, DSP)
+    fit: str = "lut"  # the search's objective: lut (fewest LUT) | max-utilisation (smallest largest share of the part)
     specialize_layers: Optional[str] = None  # FINN's specialize-layers JSON (node name -> preferred_impl_style)
     standalone_thresholds: bool = False  # thresholds as their own layers: MVAUs become RTL (DSPs, no HLS stream cap)
     output: str = "logits"  # logits (24 scores a frame) | class (FINN's LabelSelect: the top-1 class index a frame)

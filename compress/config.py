@@ -62,8 +62,8 @@ class SearchConfig:
         return d
 
 
-# fields that do not change the result: a resumed search may differ in these
-NON_SEMANTIC = {"out", "threads", "estimate_workers", "estimate_cache", "alternatives", "data", "max_steps"}  # more steps continue a search
+# fields that do not change the result: a resumed search may differ in these (more steps continue it)
+NON_SEMANTIC = {"out", "threads", "estimate_workers", "estimate_cache", "alternatives", "data", "max_steps"}
 
 
 def validate(cfg: SearchConfig) -> SearchConfig:

@@ -19,8 +19,8 @@ export's FINN steps and the build's conversion, partition and specialisation (a 
 seconds, no checks: the values do not matter) and stores every layer's units. Moves that
 change disjoint sets of layers are packed into one configuration (`fill`): one
 conversion serves several candidates, and the conversions of one fill run in parallel processes
-(`workers`; FINN's graph transformations are single-threaded Python). The cache is a JSON file, keyed by FPGA part, typed and
-digested like every stage file (radioml/artifacts.py): an edited or corrupt figure is refused, never
+(`workers`; FINN's graph transformations are single-threaded Python). The cache is a JSON file, keyed by FPGA
+part, typed and digested like every stage file (radioml/artifacts.py): an edited or corrupt figure is refused, never
 used to steer a search.
 """
 from __future__ import annotations

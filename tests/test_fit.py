@@ -54,7 +54,8 @@ def test_the_fit_trades_luts_for_dsps_where_luts_are_the_bottleneck():
 
 
 def test_dominated_options_are_dropped_and_equal_ones_kept_once():
-    a, b, c = Option("a", 1, {"LUT": 5, "DSP": 1}), Option("b", 1, {"LUT": 6, "DSP": 1}), Option("c", 1, {"LUT": 5, "DSP": 1})
+    a, b = Option("a", 1, {"LUT": 5, "DSP": 1}), Option("b", 1, {"LUT": 6, "DSP": 1})
+    c = Option("c", 1, {"LUT": 5, "DSP": 1})
     d = Option("d", 1, {"LUT": 1, "DSP": 9})
     assert [o.label for o in pareto([b, a, c, d])] == ["d", "a"]
 

@@ -89,6 +89,7 @@ def test_the_gpu_script_refuses_a_missing_data_file_before_any_work(tmp_path, ca
 def test_the_gpu_script_refuses_a_missing_sandbox_model_before_any_work(tmp_path, tiny_file, capsys):
     from benchmarks.gpu_train import main as gpu_main
 
-    args = ["--device", "cpu", "--data", str(tiny_file), "--sandbox", str(tmp_path / "no.pth"), "--out", str(tmp_path / "o")]
+    args = ["--device", "cpu", "--data", str(tiny_file), "--sandbox", str(tmp_path / "no.pth"),
+            "--out", str(tmp_path / "o")]
     assert gpu_main(args) == 2
     assert "--sandbox" in capsys.readouterr().err and not (tmp_path / "o").exists()
