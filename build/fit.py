@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 RESOURCES = ("LUT", "BRAM_18K", "URAM", "DSP")
 _TIE_TOLERANCE = 1e-9  # relative slack on the optimal bound in the second (fewest-LUT) program
+_SCALE = 1e6  # shares are solved in millionths: HiGHS's absolute gap (1e-6) is then far below one LUT of a U250
 
 
 @dataclass(frozen=True)
@@ -51,9 +52,9 @@ def _dominated(a: Option, b: Option) -> bool:
 
 
 def pareto(options: list[Option]) -> list[Option]:
-    """The options no other one matches or beats on every resource (the first of equal ones kept)."""
+    """The options no other one matches or beats on every resource (of equal ones, the fastest kept)."""
     kept: list[Option] = []
-    for o in sorted(options, key=lambda o: tuple(o.amount(r) for r in RESOURCES)):
+    for o in sorted(options, key=lambda o: (tuple(o.amount(r) for r in RESOURCES), o.cycles)):
         if not any(_dominated(o, k) for k in kept):
             kept.append(o)
     return kept
@@ -88,7 +89,7 @@ def _solve(units: dict, capacity: dict) -> dict:
     opts = [(u, o) for u in names for o in units[u]]
     n = len(opts)
     res = [r for r in RESOURCES if capacity.get(r, 0) > 0]
-    use = np.array([[o.amount(r) / capacity[r] for r in res] for _, o in opts])  # n x resources
+    use = np.array([[o.amount(r) / capacity[r] * _SCALE for r in res] for _, o in opts])  # n x resources
     one = np.zeros((len(names), n))
     for j, (u, _) in enumerate(opts):
         one[names.index(u), j] = 1.0
@@ -105,10 +106,10 @@ def _solve(units: dict, capacity: dict) -> dict:
     if not r1.success:
         raise RuntimeError(f"the fitting program found no solution: {r1.message}")
     picked = np.round(r1.x[:n]).astype(bool)
-    worst = float(use[picked].sum(axis=0).max())
+    worst = float(use[picked].sum(axis=0).max())  # in millionths
 
     # 2: among the choices within that bound, the fewest LUTs
-    bound = worst * (1 + _TIE_TOLERANCE) + 1e-12
+    bound = worst * (1 + _TIE_TOLERANCE) + 1e-6
     lut = np.array([o.amount("LUT") for _, o in opts])
     r2 = milp(lut, constraints=[LinearConstraint(one, 1, 1), LinearConstraint(use.T, -np.inf, bound)],
               integrality=np.ones(n), bounds=Bounds(0, 1), options=options)
@@ -122,6 +123,8 @@ def fit(units: dict, target_cycles: int, capacity: dict, unmet: str = "raise") -
     (resource -> amount the part has; ties: fewest LUT). `units`: name -> list of Option; `unmet`: see usable."""
     if not units:
         raise ValueError("nothing to fit: no folding units")
+    if not any(capacity.get(r, 0) > 0 for r in RESOURCES):
+        raise ValueError(f"nothing to fit into: no resource of {', '.join(RESOURCES)} has a capacity")
     short = usable(units, target_cycles, capacity, unmet)
     if all(len(v) == 1 for v in short.values()):
         choice = {u: v[0] for u, v in short.items()}

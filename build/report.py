@@ -167,7 +167,7 @@ def build_inputs(cfg) -> dict:
     folding = cfg.folding if cfg.folding in ("search", "finn") else f"file:{file_digest(cfg.folding)}"
     return {"board": cfg.board, "clock_ns": cfg.clock_ns, "target_fps": None if cfg.max_fps else cfg.target_fps,
             "max_fps": cfg.max_fps, "util_cap": cfg.util_cap if cfg.max_fps else None, "folding": folding,
-            "fit": cfg.fit if cfg.folding == "search" else None,
+            **({"fit": cfg.fit} if cfg.fit != "lut" else {}),  # absent for the LUT search, as before --fit
             "export": ExportIO.read(cfg.export_dir).files["model_finn_streamlined.onnx"],
             "verify_frames": cfg.verify_frames, "standalone_thresholds": cfg.standalone_thresholds,
             "output": cfg.output,

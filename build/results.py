@@ -145,11 +145,13 @@ def plot(rows: list[dict], path: Path, x: str, xlabel: str, log_x: bool = False)
 def results(models: Path, out: Path, work: Path, board: str, rates, data: str | None, check_frames: int,
             force: bool = False, log=print) -> list[dict]:
     """Estimate every shipped model and publish the table, JSON and plots as the directory `out`."""
-    check_target(out, COMMAND, [models / "ladder", models / "compression"], force)
+    inputs = [models / "ladder", models / "compression", work, data]
+    check_target(out, COMMAND, inputs, force)  # before any work; again under the lock, before publishing
     rows = ladder_rows(models) + compression_rows(models)
     if not rows:
         raise ValueError(f"{models}: no finished model (ladder/f*/metrics.json or compression/compare.json)")
     with output_lock(out):
+        check_target(out, COMMAND, inputs, force)
         return _results(rows, out, work, board, rates, data, check_frames, log)
 
 

@@ -163,6 +163,13 @@ def read_cache(path: Path, part: str) -> dict:
     return layers
 
 
+def _one_thread() -> None:
+    """A conversion worker's torch uses one thread: the workers already share the cores."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def layer_units(mcfg, board, n_layers: int) -> list[list]:
     """units_by_layer of a fresh model of `mcfg` (one conversion; what a worker process returns)."""
     return units_by_layer(hw_graph(mcfg, board), board.part, n_layers)
@@ -178,7 +185,7 @@ class LayerEstimates:
         self.path = Path(path) if path else None
         self.layers: dict[str, list] = {}
         self.conversions = 0
-        self.workers = workers or os.cpu_count() or 1
+        self.workers = workers or len(os.sched_getaffinity(0)) or 1
         self._pool = None
         if self.path and self.path.is_file():
             self.layers = read_cache(self.path, board.part)
@@ -207,15 +214,20 @@ class LayerEstimates:
         import multiprocessing
 
         if self._pool is None:
-            self._pool = cf.ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+            self._pool = cf.ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                                initializer=_one_thread)
         jobs = {self._pool.submit(layer_units, s.model_config(self.like), self.board, len(s.weight_bits)): s
                 for s in shapes}
+        stored = set()
         try:
             for job in cf.as_completed(jobs):
                 self._store(jobs[job], job.result())
+                stored.add(job)
         except BaseException:
-            for job in jobs:
-                job.cancel()
+            for job in jobs:  # keep what finished, then drop the pool (a dead worker breaks it for good)
+                if job not in stored and job.done() and not job.cancelled() and job.exception() is None:
+                    self._store(jobs[job], job.result())
+            self.close()
             raise
 
     def close(self) -> None:

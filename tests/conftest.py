@@ -58,14 +58,28 @@ def run_cli(module: str, *args, cwd=None):
     import io
     import subprocess
 
+    import logging
+
+    import torch
+
     out, err = io.StringIO(), io.StringIO()
     main = importlib.import_module(MAINS.get(module, module)).main
+    threads = torch.get_num_threads()
+    loggers = [logging.getLogger(), *(logging.getLogger(n) for n in list(logging.root.manager.loggerDict))]
+    handlers = {lg: list(lg.handlers) for lg in loggers}
     with contextlib.chdir(cwd or Path.cwd()), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
             code = main([str(a) for a in args])
-        except SystemExit as e:  # argparse's own refusals
-            code = e.code if isinstance(e.code, int) else 2
-    r = subprocess.CompletedProcess([module, *args], code or 0, out.getvalue(), err.getvalue())
+        except SystemExit as e:  # argparse's refusals: as the interpreter maps them
+            code = 0 if e.code is None else e.code if isinstance(e.code, int) else 1
+        finally:  # what the command set up for its own process goes with it
+            torch.set_num_threads(threads)
+            for lg in [logging.getLogger(), *(logging.getLogger(n) for n in list(logging.root.manager.loggerDict))]:
+                for h in lg.handlers[:]:
+                    if h not in handlers.get(lg, []):
+                        lg.removeHandler(h)
+                        h.close()
+    r = subprocess.CompletedProcess([module, *args], code, out.getvalue(), err.getvalue())
     return r, (r.stderr.strip().splitlines() or [""])[-1]
 
 
