@@ -15,6 +15,7 @@ from radioml.cli import run_main
 from .boards import BOARDS
 from .class_output import OUTPUTS
 from .config import BuildConfig, fraction
+from .folding import OBJECTIVES
 
 # every step a build can run, in order (build/flow.py; codegen and bitfile only with --codegen / --bitfile)
 STEP_NAMES = ("step_load", "step_to_hw", "step_partition", "step_specialize", "step_folding", "step_minimize",
@@ -38,7 +39,7 @@ def main(argv=None) -> int:
     p.add_argument("--folding", default=d.folding,
                    help="search (fewest estimated LUTs meeting the target), finn (FINN's target_fps), "
                         "or a folding JSON path (default: %(default)s)")
-    p.add_argument("--fit", default=d.fit, choices=("lut", "max-utilisation"),
+    p.add_argument("--fit", default=d.fit, choices=OBJECTIVES,
                    help="what --folding search minimises while meeting the rate: lut (the fewest estimated LUTs) or "
                         "max-utilisation (the largest of the LUT, BRAM18, URAM and DSP fractions of the part, solved "
                         "exactly over all layers at once; ties: fewest LUT) (default: %(default)s)")
