@@ -16,6 +16,7 @@ class BuildConfig:
     util_cap: float = 0.8  # max_fps: fraction of the part's LUT, BRAM and DSP the estimated layers may use
     folding: str = "search"  # search (fewest estimated LUTs meeting target_fps) | finn (FINN's target_fps) | PATH.json
     fit: str = "lut"  # the search's objective: lut (fewest LUT) | max-utilisation (smallest largest share of the part)
+    impl: str = "finn"  # finn (FINN's specialisation) | search (each MVAU/thresholding HLS or RTL, chosen by the fit)
     specialize_layers: Optional[str] = None  # FINN's specialize-layers JSON (node name -> preferred_impl_style)
     standalone_thresholds: bool = False  # thresholds as their own layers: MVAUs become RTL (DSPs, no HLS stream cap)
     output: str = "logits"  # logits (24 scores a frame) | class (FINN's LabelSelect: the top-1 class index a frame)
@@ -27,6 +28,10 @@ class BuildConfig:
     force: bool = False
     start_step: Optional[str] = None  # resume the kept work directory of a failed or stopped build from this step
     stop_step: Optional[str] = None  # stop after this step, keeping the work directory for --start-step
+
+    def __post_init__(self):
+        if self.impl == "search":  # an RTL MVAU cannot hold its thresholds: the search needs them standalone
+            self.standalone_thresholds = True
 
 
 def fraction(text: str) -> float:

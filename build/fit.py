@@ -1,8 +1,8 @@
 """The folding that fits the part best: every unit meets the rate, the largest utilisation is minimal.
 
 A FINN pipeline spends several resources at once (LUT, BRAM18, URAM, DSP), and the part holds a
-fixed amount of each. Choosing, per folding unit, one option (a folding, later also an
-implementation style and weight memory) so that every unit meets the cycle budget and
+fixed amount of each. Choosing, per folding unit, one option (a folding, an HLS MVAU's weight
+memory, and with --impl search the layer's HLS or RTL implementation) so that every unit meets the cycle budget and
 
     max over resources r of  (sum over units of the option's r) / capacity(r)
 

@@ -3,9 +3,10 @@
 Starts from `model_finn_streamlined.onnx` (export already ran QONNX->FINN, the 1D
 fixes and streamlining, each checked against PyTorch) and runs FINN's own builder
 steps: convert to HW layers (+ finn-plus's conv1d.step_convert_final_layers for the
-final scale/bias), dataflow partition, specialise layers, folding (our LUT-minimal
-search, FINN's target_fps, or a folding JSON, each checked against FINN's folding
-rules: build/folding_rules.py), minimise bit widths, then the verification of the
+final scale/bias), dataflow partition, specialise layers (FINN's rules, a JSON, or with
+--impl search each MVAU/thresholding HLS or RTL as the fit chooses), folding (our LUT-minimal
+or max-utilisation search, FINN's target_fps, or a folding JSON, each checked against FINN's
+folding rules: build/folding_rules.py), minimise bit widths, then the verification of the
 folded graph on the export's check frames (build/verify_folded.py: the graph the
 hardware is generated from, node by node), estimate reports, and on request HLS/RTL
 code generation. FINN's verify_step checks the streamlined and the HW-layer graphs
@@ -36,7 +37,7 @@ from radioml.publish import KEPT, check_target, keep_failed, output_lock, publis
 from .boards import Board, board
 from .class_output import OUTPUTS
 from .config import BuildConfig
-from .folding import OBJECTIVES
+from .folding import IMPLS, OBJECTIVES
 from export.finn_env import XilinxToolMissing, default_build_dir, prepare, require_vivado
 from export.runner import find_step, format_times, run, short_name, step_file, step_name
 from export.steps import FINN_STEPS, STREAMLINED_LAYOUT
@@ -173,28 +174,59 @@ def step_specialize(model, ctx: Ctx):
     from finn.builder.build_dataflow_steps import step_specialize_layers
     from qonnx.transformation.general import GiveUniqueNodeNames
 
+    if ctx.cfg.impl == "search":
+        model = model.transform(GiveUniqueNodeNames())
+        cfg = _search_impl(model, ctx)
+        return _specialise_as(model, cfg, ctx, ctx.work / "specialize_layers.json", "the --impl search")
     if ctx.cfg.specialize_layers:
         cfg = read_folding_json(ctx.cfg.specialize_layers, "specialize-layers JSON")
         model = model.transform(GiveUniqueNodeNames())  # the names FINN's step gives before applying the file
         refuse_unknown_nodes(model, cfg, ctx.cfg.specialize_layers, "before specialisation")
-        write_json(ctx.work / "specialize_layers.json", cfg)
-        ctx.dcfg.specialize_layers_config_file = str(ctx.work / "specialize_layers.json")
-        before = [n.name for n in model.graph.node]
-        model = step_specialize_layers(model, ctx.dcfg)
-        after = [n.op_type for n in model.graph.node]
-        asked = {name: c["preferred_impl_style"] for name, c in cfg.items() if "preferred_impl_style" in c}
-        unmet = [f"{name} ({asked[name]} asked, FINN made {op})" for name, op in zip(before, after)
-                 if name in asked and not op.endswith("_" + asked[name])]
-        if unmet:
-            raise StepRefused(f"{ctx.cfg.specialize_layers}: FINN has no such variant of {', '.join(unmet)}")
-        return model
+        return _specialise_as(model, cfg, ctx, ctx.work / "specialize_layers.json", ctx.cfg.specialize_layers)
     return step_specialize_layers(model, ctx.dcfg)
+
+
+def _specialise_as(model, cfg: dict, ctx: Ctx, path: Path, source: str, dcfg=None):
+    """FINN's step_specialize_layers with a specialize-layers config (written to `path`), refused in the name of
+    `source` where FINN could not give a node the style asked for (it only warns; no source: accepted)."""
+    from finn.builder.build_dataflow_steps import step_specialize_layers
+
+    write_json(path, cfg)
+    dcfg = dcfg or ctx.dcfg
+    dcfg.specialize_layers_config_file = str(path)
+    before = [n.name for n in model.graph.node]
+    model = step_specialize_layers(model, dcfg)
+    after = [n.op_type for n in model.graph.node]
+    asked = {name: c["preferred_impl_style"] for name, c in cfg.items() if "preferred_impl_style" in c}
+    unmet = [f"{name} ({asked[name]} asked, FINN made {op})" for name, op in zip(before, after)
+             if name in asked and not op.endswith("_" + asked[name])]
+    if unmet and source:
+        raise StepRefused(f"{source}: FINN has no such variant of {', '.join(unmet)}")
+    return model
+
+
+def _search_impl(model, ctx: Ctx) -> dict:
+    """The specialize-layers config of --impl search: the graph specialised once with every MVAU and thresholding
+    layer HLS and once RTL, every unit's options of both fitted together (build/fit.py) at the build's rate;
+    step_folding then folds the chosen mix by the same fit, which finds the same optimum among fewer options."""
+    from .folding import VARIED_IMPL, impl_candidates, specialize_config
+
+    varied = [n.name for n in model.graph.node if n.op_type in VARIED_IMPL]
+    variants = {}
+    for style in ("hls", "rtl"):  # where FINN cannot give a style it keeps its own choice: the options say which
+        variants[style] = _specialise_as(model, {n: {"preferred_impl_style": style} for n in varied}, ctx,
+                                         ctx.work / f"specialize_all_{style}.json", "", copy.copy(ctx.dcfg))
+    _, choices = _fold_search(impl_candidates(model, variants, ctx.board.part, memories=True), ctx)
+    cfg = specialize_config(choices)
+    ctx.notes["impl_search"] = {s: sorted(n for n, c in cfg.items() if c["preferred_impl_style"] == s)
+                                for s in ("hls", "rtl")}
+    return cfg
 
 
 def step_folding(model, ctx: Ctx):
     from finn.builder.build_dataflow_steps import step_apply_folding_config, step_target_fps_parallelization
 
-    from .folding import candidates, chooser, max_rate, totals, write_folding
+    from .folding import candidates, totals, write_folding
 
     mode = ctx.cfg.folding
     if ctx.cfg.max_fps and mode != "search":
@@ -203,22 +235,8 @@ def step_folding(model, ctx: Ctx):
         model = step_target_fps_parallelization(model, ctx.dcfg)
     else:
         if mode == "search":
-            cands = candidates(model, ctx.board.part)
-            avail = ctx.board.resources()
-            pick = chooser(ctx.cfg.fit, avail)
-            if ctx.cfg.max_fps:
-                budget = {k: ctx.cfg.util_cap * avail[k] for k in ("LUT", "BRAM_18K", "DSP")}
-                try:
-                    target, choices = max_rate(cands, budget, pick)
-                except ValueError as e:
-                    raise ValueError(f"{ctx.board.name} at util cap {ctx.cfg.util_cap}: {e}") from None
-                ctx.target_fps = 1e9 / ctx.clock_ns / target
-                ctx.dcfg.target_fps = int(ctx.target_fps)
-                ctx.notes["max_fps"] = {"util_cap": ctx.cfg.util_cap, "target_cycles": target,
-                                        "fps": ctx.target_fps, "search_totals": totals(choices)}
-            else:
-                target = int(1e9 / ctx.clock_ns / ctx.cfg.target_fps)
-                choices = pick(cands, target)
+            memories = ctx.cfg.fit == "max-utilisation"  # LUTRAM weights only ever cost more LUT
+            target, choices = _fold_search(candidates(model, ctx.board.part, memories), ctx)
             write_folding(choices, ctx.work / "folding_config.json")
             ctx.notes["folding_search"] = {"objective": ctx.cfg.fit, "target_cycles": target,
                                            "met": all(c.meets for c in choices),
@@ -230,6 +248,28 @@ def step_folding(model, ctx: Ctx):
         model = step_apply_folding_config(model, ctx.dcfg)
     refuse_rule_breaking_folding(model, f"the {mode} folding" if mode in ("search", "finn") else mode)
     return model
+
+
+def _fold_search(cands: dict, ctx: Ctx) -> tuple[int, list]:
+    """(target cycles, choice per unit) of the folding search: at --target-fps, or with --max-fps the fastest rate
+    whose choice fits --util-cap of the part (setting ctx.target_fps)."""
+    from .folding import chooser, max_rate, totals
+
+    avail = ctx.board.resources()
+    pick = chooser(ctx.cfg.fit, avail)
+    if not ctx.cfg.max_fps:
+        target = int(1e9 / ctx.clock_ns / ctx.cfg.target_fps)
+        return target, pick(cands, target)
+    budget = {k: ctx.cfg.util_cap * avail[k] for k in ("LUT", "BRAM_18K", "DSP")}
+    try:
+        target, choices = max_rate(cands, budget, pick)
+    except ValueError as e:
+        raise ValueError(f"{ctx.board.name} at util cap {ctx.cfg.util_cap}: {e}") from None
+    ctx.target_fps = 1e9 / ctx.clock_ns / target
+    ctx.dcfg.target_fps = int(ctx.target_fps)
+    ctx.notes["max_fps"] = {"util_cap": ctx.cfg.util_cap, "target_cycles": target, "fps": ctx.target_fps,
+                            "search_totals": totals(choices)}
+    return target, choices
 
 
 def step_minimize(model, ctx: Ctx):
@@ -489,6 +529,13 @@ def check_inputs(cfg: BuildConfig):
         raise ValueError(f"--fit must be one of {', '.join(OBJECTIVES)}, got {cfg.fit!r}")
     if cfg.fit != "lut" and cfg.folding != "search":
         raise ValueError(f"--fit {cfg.fit} needs --folding search, not {cfg.folding!r}")
+    if cfg.impl not in IMPLS:
+        raise ValueError(f"--impl must be one of {', '.join(IMPLS)}, got {cfg.impl!r}")
+    if cfg.impl == "search" and cfg.fit != "max-utilisation":  # LUT alone would make every layer RTL
+        raise ValueError(f"--impl search needs --fit max-utilisation (and --folding search), not --fit {cfg.fit}")
+    if cfg.impl == "search" and cfg.specialize_layers:
+        raise ValueError("--impl search chooses every layer's style itself: drop --specialize-layers, or use "
+                         "--impl finn")
     export_io = check_export_dir(Path(cfg.export_dir))
     if cfg.output == "class":  # a graph that cannot end in a LabelSelect is refused before any step
         from qonnx.core.modelwrapper import ModelWrapper

@@ -11,6 +11,11 @@ it breaks none of FINN's rules; cycles and LUTs come from FINN's own per-node es
 (the same numbers as its estimate reports).
 The result is written as a FINN folding JSON the user can edit and feed back.
 
+That is the LUT objective. The max-utilisation objective (build/fit.py) couples the units and also
+weighs an HLS MVAU's weights in block RAM against LUTRAM; with --impl search its options are those of
+two specialisations of the graph (every MVAU and thresholding layer HLS, every one RTL), so each layer
+takes HLS or RTL, whichever fits the part best together with the others (`impl_candidates`).
+
 The same separability gives the highest frame rate that fits a part: the total LUT
 (and BRAM, DSP) of the cheapest folding within C cycles only grows as C shrinks, so a
 bisection over the units' own cycle counts finds the smallest C whose folding fits
@@ -20,7 +25,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .folding_rules import base_type, depthwise_consumer, folding_dims, is_hw_node, node_violations, pair_violations
@@ -30,13 +35,21 @@ def _divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
-def _node_space(op) -> list[dict]:
-    """Folding settings one layer may take on its own (the divisors SetFolding explores)."""
+# Weight memories an HLS MVAU may take besides FINN's default ("auto": block RAM in the estimates): LUTRAM, which
+# FINN's HLS estimate charges in LUTs. Not offered: "distributed" for RTL MVAUs (FINN's RTL estimate counts no LUT
+# for it, so it would look free) and "ultra" (FINN makes URAM weights runtime-writable, which driver/ refuses).
+WEIGHT_MEMORIES = ("auto", "distributed")
+
+
+def _node_space(op, memories: bool = False) -> list[dict]:
+    """Folding settings one layer may take on its own (the divisors SetFolding explores; with `memories`, an HLS
+    MVAU's weight memory too)."""
     t = base_type(op.onnx_node.op_type)
     dims = folding_dims(op)
     if t == "MVAU":
-        return [{"PE": pe, "SIMD": simd} for pe, simd in itertools.product(_divisors(dims["PE"]),
-                                                                          _divisors(dims["SIMD"]))]
+        styles = WEIGHT_MEMORIES if memories and op.onnx_node.op_type.endswith("_hls") else (None,)
+        return [{"PE": pe, "SIMD": simd, **({"ram_style": r} if r else {})}
+                for pe, simd, r in itertools.product(_divisors(dims["PE"]), _divisors(dims["SIMD"]), styles)]
     if t == "ConvolutionInputGenerator":
         c = dims["SIMD"]
         space = [{"SIMD": s} for s in _divisors(c)]
@@ -77,7 +90,7 @@ def _estimate(ops: dict, part: str) -> tuple[int, float, float, float]:
     return cycles, lut, bram, dsp
 
 
-def units(model) -> list[tuple[dict, list[dict]]]:
+def units(model, memories: bool = False) -> list[tuple[dict, list[dict]]]:
     """The graph's folding units in order: ({node name: op}, legal-or-not candidate settings)."""
     from qonnx.custom_op.registry import getCustomOp
 
@@ -94,7 +107,7 @@ def units(model) -> list[tuple[dict, list[dict]]]:
             paired.add(consumer.name)
             out.append(({node.name: op, consumer.name: cons}, _pair_space(op, cons)))
         else:
-            out.append(({node.name: op}, [{node.name: s} for s in _node_space(op)]))
+            out.append(({node.name: op}, [{node.name: s} for s in _node_space(op, memories)]))
     return out
 
 
@@ -106,10 +119,11 @@ def _legal(ops: dict) -> bool:
     return True
 
 
-def candidates(model, part: str) -> dict[str, list[tuple]]:
-    """Per folding unit ('A' or 'A+B'): every legal (setting by node, cycles, LUT, BRAM18, DSP)."""
+def candidates(model, part: str, memories: bool = False) -> dict[str, list[tuple]]:
+    """Per folding unit ('A' or 'A+B'): every legal (setting by node, cycles, LUT, BRAM18, DSP); with `memories`
+    also over the weight memories of WEIGHT_MEMORIES (for an objective that weighs BRAM against LUT)."""
     out = {}
-    for ops, space in units(model):
+    for ops, space in units(model, memories):
         original = {name: {k: op.get_nodeattr(k) for k in space[0][name]} for name, op in ops.items()}
         cands = []
         for s in space:
@@ -132,6 +146,11 @@ class LayerChoice:
     bram_18k: float
     dsp: float
     meets: bool
+    impl: dict = field(default_factory=dict)  # {node of the unspecialised graph: "hls" | "rtl"} (--impl search)
+
+
+def _impl(c: tuple) -> dict:
+    return c[5] if len(c) > 5 else {}
 
 
 def choose(cands: dict[str, list[tuple]], target_cycles: int) -> list[LayerChoice]:
@@ -140,7 +159,7 @@ def choose(cands: dict[str, list[tuple]], target_cycles: int) -> list[LayerChoic
     for name, unit in cands.items():
         ok = [c for c in unit if c[1] <= target_cycles]
         best = (min(ok, key=lambda c: (c[2], c[3], c[4], c[1])) if ok else min(unit, key=lambda c: (c[1], c[2])))
-        out.append(LayerChoice(name, best[0], best[1], best[2], best[3], best[4], bool(ok)))
+        out.append(LayerChoice(name, best[0], best[1], best[2], best[3], best[4], bool(ok), _impl(best)))
     return out
 
 
@@ -168,7 +187,7 @@ def fit_choose(cands: dict[str, list[tuple]], target_cycles: int, capacity: dict
     out = []
     for name, unit in cands.items():
         c = unit[chosen[name].label]
-        out.append(LayerChoice(name, c[0], c[1], c[2], c[3], c[4], c[1] <= target_cycles))
+        out.append(LayerChoice(name, c[0], c[1], c[2], c[3], c[4], c[1] <= target_cycles, _impl(c)))
     return out
 
 
@@ -205,6 +224,42 @@ def max_rate(cands: dict[str, list[tuple]], budget: dict[str, float], pick=choos
         else:
             lo = mid + 1
     return levels[lo], pick(cands, levels[lo])
+
+
+IMPLS = ("finn", "search")  # FINN's own specialisation, or each varied layer's style chosen with its folding
+VARIED_IMPL = ("MVAU", "Thresholding")  # the layers --impl search builds either way (both have HLS and RTL)
+
+
+def impl_candidates(plain, variants: dict, part: str, memories: bool = False) -> dict[str, list[tuple]]:
+    """Per folding unit of `plain` (a graph before specialisation, named), the legal options of every specialised
+    variant of it, each tagged with the implementation its nodes got: (setting, cycles, LUT, BRAM18, DSP,
+    {node: style}), nodes named as in `plain`. Specialisation replaces each node in place, so a variant's i-th node
+    is plain's i-th; a style FINN could not give (e.g. an RTL MVAU whose widths its DSPs cannot hold) shows as
+    the style FINN gave."""
+    names = [n.name for n in plain.graph.node]
+    out: dict[str, list[tuple]] = {}
+    seen = set()
+    for key, variant in variants.items():
+        nodes = variant.graph.node
+        if [n.op_type for n in plain.graph.node] != [base_type(n.op_type) for n in nodes]:
+            raise RuntimeError(f"the {key} specialisation does not map node for node onto the graph it came from")
+        rename = {n.name: p for n, p in zip(nodes, names)}
+        style = {n.name: n.op_type.rsplit("_", 1)[1] for n in nodes
+                 if base_type(n.op_type) in VARIED_IMPL and n.op_type.endswith(("_hls", "_rtl"))}
+        for unit, cands in candidates(variant, part, memories).items():
+            members = unit.split("+")
+            impl = {rename[m]: style[m] for m in members if m in style}
+            tag = ("+".join(rename[m] for m in members), tuple(sorted(impl.items())))
+            if tag in seen:  # a layer not varied (or given the same style): the same options again
+                continue
+            seen.add(tag)
+            out.setdefault(tag[0], []).extend(({rename[m]: a for m, a in c[0].items()}, *c[1:5], impl) for c in cands)
+    return out
+
+
+def specialize_config(choices: list[LayerChoice]) -> dict:
+    """FINN's specialize-layers config of an --impl search result: the style of every varied layer."""
+    return {node: {"preferred_impl_style": style} for c in choices for node, style in c.impl.items()}
 
 
 def folding_config(choices: list[LayerChoice]) -> dict:

@@ -168,6 +168,7 @@ def build_inputs(cfg) -> dict:
     return {"board": cfg.board, "clock_ns": cfg.clock_ns, "target_fps": None if cfg.max_fps else cfg.target_fps,
             "max_fps": cfg.max_fps, "util_cap": cfg.util_cap if cfg.max_fps else None, "folding": folding,
             **({"fit": cfg.fit} if cfg.fit != "lut" else {}),  # absent for the LUT search, as before --fit
+            **({"impl": cfg.impl} if cfg.impl != "finn" else {}),  # absent for FINN's own, as before --impl
             "export": ExportIO.read(cfg.export_dir).files["model_finn_streamlined.onnx"],
             "verify_frames": cfg.verify_frames, "standalone_thresholds": cfg.standalone_thresholds,
             "output": cfg.output,
@@ -175,31 +176,35 @@ def build_inputs(cfg) -> dict:
 
 
 def _folding_by_node(model) -> dict:
-    """PE, SIMD and parallel_window of every dataflow layer (what the folding chose)."""
+    """PE, SIMD and parallel_window of every dataflow layer (what the folding chose), and its weight memory
+    where not FINN's default."""
     from qonnx.custom_op.registry import getCustomOp
 
-    from .folding_rules import is_hw_node
+    from .folding_rules import base_type, is_hw_node
 
     out = {}
     for node in model.graph.node:
         if is_hw_node(node):
             types = getCustomOp(node).get_nodeattr_types()
-            out[node.name] = {a: getCustomOp(node).get_nodeattr(a) for a in ("PE", "SIMD", "parallel_window")
-                              if a in types}
+            op = getCustomOp(node)
+            out[node.name] = {a: op.get_nodeattr(a) for a in ("PE", "SIMD", "parallel_window") if a in types}
+            if base_type(node.op_type) == "MVAU" and op.get_nodeattr("ram_style") != "auto":
+                out[node.name]["ram_style"] = op.get_nodeattr("ram_style")
     return out
 
 
 def _fold_text(f: dict) -> str:
-    return " ".join(f"{'pw' if k == 'parallel_window' else k}={v}" for k, v in f.items()
-                    if k != "parallel_window" or v)
+    short = {"parallel_window": "pw", "ram_style": "ram"}
+    return " ".join(f"{short.get(k, k)}={v}" for k, v in f.items() if k != "parallel_window" or v)
 
 
 def format_report(r: dict) -> str:
     b = r["board"]
+    w = max([18] + [len(_fold_text(layer.get("folding", {}))) + 2 for layer in r["layers"]])
     lines = [f"{b['name']} ({b['part']}) at {1e3 / r['clock_ns']:.0f} MHz, folding: {r['folding']}",
-             f"{'layer':<34}{'folding':<18}{'cycles':>9}{'LUT':>9}{'BRAM18':>8}{'URAM':>6}{'DSP':>6}"]
+             f"{'layer':<34}{'folding':<{w}}{'cycles':>9}{'LUT':>9}{'BRAM18':>8}{'URAM':>6}{'DSP':>6}"]
     for layer in r["layers"]:
-        lines.append(f"{layer['node']:<34}{_fold_text(layer.get('folding', {})):<18}{layer['cycles']:>9}"
+        lines.append(f"{layer['node']:<34}{_fold_text(layer.get('folding', {})):<{w}}{layer['cycles']:>9}"
                      f"{layer['LUT']:>9.0f}{layer['BRAM_18K']:>8.0f}{layer['URAM']:>6.0f}{layer['DSP']:>6.0f}")
     t, u = r["resources"], r["utilisation"]
     lines += [

@@ -283,11 +283,16 @@ def test_runtime_writable_weights_are_refused_with_a_clear_message(built):
         refuse_runtime_weights(model)
 
 
-def test_standalone_thresholds_give_rtl_mvaus_and_the_folded_graph_stays_bit_exact(tmp_path, export_dir, built):
+@pytest.fixture(scope="module")
+def standalone_build(tmp_path_factory, fresh_export):
+    """fresh_export at 20,000 frames/s with standalone thresholds (so FINN makes every MVAU RTL)."""
+    return build(BuildConfig(export_dir=str(fresh_export), out=str(tmp_path_factory.mktemp("st") / "st"),
+                             target_fps=20_000, standalone_thresholds=True), log=lambda *_: None)
+
+
+def test_standalone_thresholds_give_rtl_mvaus_and_the_folded_graph_stays_bit_exact(standalone_build, built):
     """FINN's standalone_thresholds passed through: thresholds become their own layers, MVAUs RTL (DSP-based)."""
-    out = build(BuildConfig(export_dir=str(export_dir), out=str(tmp_path / "st"), target_fps=20_000,
-                            standalone_thresholds=True), log=lambda *_: None)
-    r = json.loads((out / "build_report.json").read_text())
+    r = json.loads((standalone_build / "build_report.json").read_text())
     kinds = {layer["node"].rsplit("_", 1)[0] for layer in r["layers"]}
     assert {"MVAU_rtl", "Thresholding_rtl"} <= kinds and "MVAU_hls" not in kinds
     assert r["folded_verification"]["ok"] and r["meets_target"]
@@ -331,3 +336,31 @@ def test_the_max_utilisation_fit_never_fills_the_part_more_than_the_lut_search(t
     assert fit["objective"] == "max-utilisation" and lut["objective"] == "lut"
     assert r["meets_target"] and fit["met"] and r["folded_verification"]["ok"]
     assert worst(fit["totals"]) <= worst(lut["totals"]) + 1e-12 and fit["totals"]["LUT"] >= lut["totals"]["LUT"]
+
+
+def test_impl_search_fills_the_part_no_more_than_every_layer_rtl_and_builds_the_mix_it_chose(tmp_path, export_dir,
+                                                                                            standalone_build):
+    """--impl search: every MVAU and thresholding layer HLS or RTL, fitted with its folding; FINN's all-RTL build
+    at the same rate is one of its options, so the search's largest share of the part is at most that one's; the
+    styles it chose are the styles built, and the folded mix is bit-exact like every build."""
+    from build.boards import board
+
+    cap = board("ZCU104").resources()
+    worst = lambda t: max(t[k] / cap[k] for k in ("LUT", "BRAM_18K", "DSP"))  # noqa: E731
+    out = build(BuildConfig(export_dir=str(export_dir), out=str(tmp_path / "mix"), target_fps=20_000,
+                            fit="max-utilisation", impl="search"), log=lambda *_: None)
+    r = json.loads((out / "build_report.json").read_text())
+    rtl = json.loads((standalone_build / "build_report.json").read_text())
+    assert r["inputs"]["impl"] == "search" and r["inputs"]["standalone_thresholds"] is True
+    assert r["meets_target"] and r["folding_search"]["met"] and r["folded_verification"]["ok"]
+    assert worst(r["folding_search"]["totals"]) <= worst(rtl["folding_search"]["totals"]) + 1e-12
+    chosen = r["impl_search"]
+    built_as = [layer["node"].rsplit("_", 2)[:2] for layer in r["layers"]]
+    for kind in ("MVAU", "Thresholding"):
+        for style in ("hls", "rtl"):
+            assert sum(n.startswith(kind + "_") for n in chosen[style]) == built_as.count([kind, style]), (kind, style)
+    assert sum(k == "MVAU" for k, _ in built_as) == 10
+    spec = json.loads((out / "specialize_layers.json").read_text())  # what FINN's step was given
+    assert {n: c["preferred_impl_style"] for n, c in spec.items()} == {
+        **{n: "hls" for n in chosen["hls"]}, **{n: "rtl" for n in chosen["rtl"]}}
+
