@@ -104,10 +104,10 @@ def table(rows: list[dict], board: str, target_fps: int, util_cap: float) -> str
                      + [fmt(x) for x in lines[1:]])
 
 
-def frontier(rows: list[dict], accuracy: str = "accuracy") -> list[dict]:
-    """Rows no other row beats on both LUTs (fewer) and `accuracy` (higher), by LUT."""
+def frontier(rows: list[dict], accuracy: str = "accuracy", size: str = "lut") -> list[dict]:
+    """Rows no other row beats on both `size` (LUTs, or another figure: smaller) and `accuracy` (higher), by size."""
     best, out = -1.0, []
-    for r in sorted(rows, key=lambda r: (r["lut"], -r[accuracy])):
+    for r in sorted(rows, key=lambda r: (r[size], -r[accuracy])):
         if r[accuracy] > best:
             out.append(r)
             best = r[accuracy]

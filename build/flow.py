@@ -205,17 +205,25 @@ def _specialise_as(model, cfg: dict, ctx: Ctx, path: Path, source: str, dcfg=Non
     return model
 
 
-def _search_impl(model, ctx: Ctx) -> dict:
-    """The specialize-layers config of --impl search: the graph specialised once with every MVAU and thresholding
-    layer HLS and once RTL, every unit's options of both fitted together (build/fit.py) at the build's rate;
-    step_folding then folds the chosen mix by the same fit, which finds the same optimum among fewer options."""
-    from .folding import VARIED_IMPL, impl_candidates, specialize_config
+def impl_variants(model, ctx: Ctx) -> dict:
+    """The graph (named, not yet specialised) specialised once with every MVAU and thresholding layer asking for
+    HLS and once for RTL: {"hls": graph, "rtl": graph}; where FINN cannot give a style it keeps its own choice,
+    and the variant's node types say which."""
+    from .folding import VARIED_IMPL
 
     varied = [n.name for n in model.graph.node if n.op_type in VARIED_IMPL]
-    variants = {}
-    for style in ("hls", "rtl"):  # where FINN cannot give a style it keeps its own choice: the options say which
-        variants[style] = _specialise_as(model, {n: {"preferred_impl_style": style} for n in varied}, ctx,
-                                         ctx.work / f"specialize_all_{style}.json", "", copy.copy(ctx.dcfg))
+    return {style: _specialise_as(model, {n: {"preferred_impl_style": style} for n in varied}, ctx,
+                                  ctx.work / f"specialize_all_{style}.json", "", copy.copy(ctx.dcfg))
+            for style in ("hls", "rtl")}
+
+
+def _search_impl(model, ctx: Ctx) -> dict:
+    """The specialize-layers config of --impl search: every unit's options of both impl_variants fitted together
+    (build/fit.py) at the build's rate; step_folding then folds the chosen mix by the same fit, which finds the
+    same optimum among fewer options."""
+    from .folding import impl_candidates, specialize_config
+
+    variants = impl_variants(model, ctx)
     _, choices = _fold_search(impl_candidates(model, variants, ctx.board.part, memories=True), ctx)
     cfg = specialize_config(choices)
     ctx.notes["impl_search"] = {s: sorted(n for n, c in cfg.items() if c["preferred_impl_style"] == s)

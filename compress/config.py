@@ -19,6 +19,10 @@ class SearchConfig:
                      tuple(BOARDS))
     target_fps: int = opt(240_000, "frames/s every model is folded for (the build's LUT-minimal folding)",
                           within="[1, 1e9]")
+    fit: str = opt("lut", "what a step saves at the rate: lut (the FINN-estimated LUTs of the build's LUT search) "
+                          "or max-utilisation (the largest share of the part over LUT, BRAM18 and DSP, each MVAU and "
+                          "thresholding layer HLS or RTL as the build's --fit max-utilisation --impl search chooses)",
+                   ("lut", "max-utilisation"))
     clock_ns: typing.Optional[float] = opt(None, "clock period in ns (default: the board's)", within="(0, 1000]")
     util_cap: float = opt(0.8, "a point fits when its LUT, BRAM18 and DSP are within this fraction of the part",
                           within="(0, 1]")

@@ -14,6 +14,11 @@ it reads its outputs; the final layer owns the output scale and bias). A configu
 estimate at any rate is the build's own `choose` over the cached units of its ten
 signatures: no conversion at all once they are known.
 
+With `impl_search` (the max-utilisation objective) the graph has standalone thresholds and each
+unit's options are those of the build's --impl search: every MVAU and thresholding layer HLS or
+RTL, an HLS MVAU's weights in BRAM or LUTRAM (build.folding.impl_candidates); a thresholding
+layer belongs to the weight layer that feeds it.
+
 Filling the cache converts a freshly initialised model of a configuration through the
 export's FINN steps and the build's conversion, partition and specialisation (a few
 seconds, no checks: the values do not matter) and stores every layer's units. Moves that
@@ -84,9 +89,10 @@ class Shape:
         return {index} if field == "weight_bits" else {index, index + 1}
 
 
-def hw_graph(mcfg, board, seed: int = 0):
+def hw_graph(mcfg, board, seed: int = 0, impl_search: bool = False):
     """The specialised dataflow graph of a freshly initialised model of `mcfg`, as the build has it
-    before folding (the export's FINN steps, then the build's conversion, partition, specialisation)."""
+    before folding (the export's FINN steps, then the build's conversion, partition, specialisation); with
+    `impl_search` (plain graph, {"hls": graph, "rtl": graph}) as the build's --impl search has them."""
     import torch
 
     from export.finn_env import prepare
@@ -102,37 +108,46 @@ def hw_graph(mcfg, board, seed: int = 0):
     model.eval()
     logging.disable(logging.WARNING)  # FINN logs its conversion notes once per candidate shape
     try:
-        return _convert(model, board)
+        return _convert(model, board, impl_search)
     finally:
         logging.disable(logging.NOTSET)
 
 
-def _convert(model, board):
+def _convert(model, board, impl_search: bool = False):
     """The build's whole FINN flow up to specialisation (export/runner.py), in a scratch directory, unverified."""
+    from qonnx.transformation.general import GiveUniqueNodeNames
+
     from build.config import BuildConfig
-    from build.flow import FINN_FLOW, graph_ctx
+    from build.flow import FINN_FLOW, graph_ctx, impl_variants
     from export import steps
     from export.runner import run
 
     with tempfile.TemporaryDirectory(prefix="amc-estimate-") as tmp, contextlib.redirect_stdout(io.StringIO()), \
             contextlib.redirect_stderr(io.StringIO()):  # FINN's conversion notes, once per candidate shape
-        ctx = graph_ctx(BuildConfig(export_dir=tmp, board=board.name), Path(tmp))
+        ctx = graph_ctx(BuildConfig(export_dir=tmp, board=board.name, standalone_thresholds=impl_search), Path(tmp))
         g = steps.step_integer_input(steps.step_export_qonnx(model, ctx), ctx)
-        return run(g, FINN_FLOW, ctx, stop="step_specialize")
+        if not impl_search:
+            return run(g, FINN_FLOW, ctx, stop="step_specialize")
+        plain = run(g, FINN_FLOW, ctx, stop="step_partition").transform(GiveUniqueNodeNames())
+        return plain, impl_variants(plain, ctx)
 
 
 def units_by_layer(model, part: str, n_layers: int) -> list[list]:
-    """The build's folding candidates of a specialised graph, grouped by weight layer:
-    [[ [unit name, [[setting, cycles, LUT, BRAM18, DSP], ...]], ... ] per layer]."""
-    from build.folding import candidates
+    """The build's folding candidates of a specialised graph (or hw_graph's impl_search pair), grouped by
+    weight layer: [[ [unit name, [[setting, cycles, LUT, BRAM18, DSP(, impl)], ...]], ... ] per layer]."""
+    from build.folding import candidates, impl_candidates
 
+    cands_by_unit = impl_candidates(model[0], model[1], part, memories=True) if isinstance(model, tuple) else \
+        candidates(model, part)
     out = [[] for _ in range(n_layers)]
     mvaus = 0
-    for name, cands in candidates(model, part).items():
+    for name, cands in cands_by_unit.items():
         nodes = name.split("+")
         if any(n.startswith("MVAU") for n in nodes):
             layer = mvaus
             mvaus += 1
+        elif any(n.startswith("Thresholding") for n in nodes):  # standalone: the activation of the layer before
+            layer = mvaus - 1
         elif len(nodes) == 2:  # a pool's window generator and the pool: the previous layer's outputs
             layer = mvaus - 1
         else:  # padding and window generator of the next layer, or the output scale/bias after the last
@@ -143,13 +158,26 @@ def units_by_layer(model, part: str, n_layers: int) -> list[list]:
     return out
 
 
-def read_cache(path: Path, part: str) -> dict:
-    """The layers of an estimate cache for `part`, verified: digest, then every candidate's figures."""
+def _candidate_ok(c) -> bool:
+    """[setting, cycles, LUT, BRAM18, DSP] or, from an impl search, [..., {node: "hls" | "rtl"}]."""
+    if not (isinstance(c, list) and len(c) in (5, 6) and isinstance(c[1], int) and c[1] >= 1):
+        return False
+    if not all(isinstance(v, (int, float)) and math.isfinite(v) and v >= 0 for v in c[2:5]):
+        return False
+    return len(c) == 5 or (isinstance(c[5], dict) and all(v in ("hls", "rtl") for v in c[5].values()))
+
+
+def read_cache(path: Path, part: str, impl_search: bool = False) -> dict:
+    """The layers of an estimate cache for `part` (and the impl search or not), verified: digest, then every
+    candidate's figures."""
     try:
         body = read_artifact(path, CACHE_FORMAT)
     except ArtifactError as e:
         raise ArtifactError(f"{e}; pass another --estimate-cache") from None
     need(body.get("part") == part, path, "part", f"{body.get('part')!r}, not {part}; pass another --estimate-cache")
+    need(bool(body.get("impl_search", False)) == impl_search, path, "impl_search",
+         f"{body.get('impl_search', False)!r}: estimates for the {'LUT' if impl_search else 'max-utilisation'} "
+         f"objective; pass another --estimate-cache")
     layers = body.get("layers")
     need(isinstance(layers, dict), path, "layers", "not an object")
     for sig, units in layers.items():
@@ -157,9 +185,8 @@ def read_cache(path: Path, part: str) -> dict:
             ok = isinstance(unit, list) and len(unit) == 2 and isinstance(unit[0], str) and isinstance(unit[1], list)
             need(ok and unit[1], path, f"layers.{sig}", "not a list of [unit name, candidates]")
             for c in unit[1]:
-                need(isinstance(c, list) and len(c) == 5 and isinstance(c[1], int) and c[1] >= 1 and
-                     all(isinstance(v, (int, float)) and math.isfinite(v) and v >= 0 for v in c[2:]),
-                     path, f"layers.{sig}.{unit[0]}", f"{c!r} is not [setting, cycles, LUT, BRAM18, DSP]")
+                need(_candidate_ok(c) and (len(c) == 6) == impl_search, path, f"layers.{sig}.{unit[0]}",
+                     f"{c!r} is not [setting, cycles, LUT, BRAM18, DSP{', impl' if impl_search else ''}]")
     return layers
 
 
@@ -170,25 +197,32 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
-def layer_units(mcfg, board, n_layers: int) -> list[list]:
+def layer_units(mcfg, board, n_layers: int, impl_search: bool = False) -> list[list]:
     """units_by_layer of a fresh model of `mcfg` (one conversion; what a worker process returns)."""
-    return units_by_layer(hw_graph(mcfg, board), board.part, n_layers)
+    return units_by_layer(hw_graph(mcfg, board, impl_search=impl_search), board.part, n_layers)
 
 
 class LayerEstimates:
     """Per-layer folding candidates by signature, on one part, persisted in a JSON file (optional).
 
-    `workers`: processes that convert at once (0: one per CPU core; 1: in this process only)."""
+    `workers`: processes that convert at once (0: one per CPU core; 1: in this process only); `fit`: the
+    build's folding objective (build.folding.OBJECTIVES), max-utilisation with the --impl search's options."""
 
-    def __init__(self, board, like, path: str | Path | None = None, log=lambda *_: None, workers: int = 1):
-        self.board, self.like, self.log = board, like, log
+    def __init__(self, board, like, path: str | Path | None = None, log=lambda *_: None, workers: int = 1,
+                 fit: str = "lut"):
+        from build.folding import OBJECTIVES
+
+        if fit not in OBJECTIVES:
+            raise ValueError(f"unknown folding objective {fit!r}; known: {', '.join(OBJECTIVES)}")
+        self.board, self.like, self.log, self.fit = board, like, log, fit
+        self.impl_search = fit == "max-utilisation"
         self.path = Path(path) if path else None
         self.layers: dict[str, list] = {}
         self.conversions = 0
         self.workers = workers or len(os.sched_getaffinity(0)) or 1
         self._pool = None
         if self.path and self.path.is_file():
-            self.layers = read_cache(self.path, board.part)
+            self.layers = read_cache(self.path, board.part, self.impl_search)
 
     def missing(self, shape: Shape) -> list[str]:
         return [s for s in shape.signatures() if s not in self.layers]
@@ -201,7 +235,8 @@ class LayerEstimates:
 
     def convert(self, shape: Shape) -> None:
         """One conversion of `shape`, every layer stored."""
-        self._store(shape, layer_units(shape.model_config(self.like), self.board, len(shape.weight_bits)))
+        self._store(shape, layer_units(shape.model_config(self.like), self.board, len(shape.weight_bits),
+                                       self.impl_search))
 
     def convert_all(self, shapes: list[Shape]) -> None:
         """Convert `shapes`, up to `workers` at once (spawned processes: FINN and torch are not fork-safe);
@@ -216,8 +251,8 @@ class LayerEstimates:
         if self._pool is None:
             self._pool = cf.ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
                                                 initializer=_one_thread)
-        jobs = {self._pool.submit(layer_units, s.model_config(self.like), self.board, len(s.weight_bits)): s
-                for s in shapes}
+        jobs = {self._pool.submit(layer_units, s.model_config(self.like), self.board, len(s.weight_bits),
+                                  self.impl_search): s for s in shapes}
         stored = set()
         try:
             for job in cf.as_completed(jobs):
@@ -238,7 +273,8 @@ class LayerEstimates:
 
     def save(self) -> None:
         if self.path:
-            write_artifact(self.path, CACHE_FORMAT, {"part": self.board.part, "layers": self.layers})
+            write_artifact(self.path, CACHE_FORMAT, {"part": self.board.part, "layers": self.layers,
+                                                     **({"impl_search": True} if self.impl_search else {})})
 
     def fill(self, base: Shape, changes: list[tuple[str, int, int]]) -> None:
         """Make every signature of `base` with one of `changes` (field, index, value) applied known,
@@ -278,22 +314,33 @@ class LayerEstimates:
                 out[f"L{k}/{name}"] = [tuple(c) for c in cands]
         return out
 
+    def _pick(self):
+        from build.folding import chooser
+
+        return chooser(self.fit, self.board.resources())
+
     def at_rate(self, shape: Shape, fps: float, clock_ns: float) -> dict:
-        """LUT, BRAM18, DSP of the folding the build's search chooses for `fps`, and whether it meets it."""
-        from build.folding import choose, totals
+        """LUT, BRAM18, DSP of the folding the build's search chooses for `fps`, whether it meets it, its largest
+        share of the part ("worst") and, with the impl search, how many layers it makes RTL."""
+        from build.folding import totals
 
         cycles = int(1e9 / clock_ns / fps)
-        choices = choose(self.candidates(shape), cycles)
-        return {**totals(choices), "meets": all(c.meets for c in choices), "target_cycles": cycles,
-                "fps": 1e9 / clock_ns / max(c.cycles for c in choices)}
+        choices = self._pick()(self.candidates(shape), cycles)
+        t = totals(choices)
+        res = self.board.resources()
+        return {**t, "meets": all(c.meets for c in choices), "target_cycles": cycles,
+                "fps": 1e9 / clock_ns / max(c.cycles for c in choices),
+                "worst": max(t[k] / res[k] for k in t if res.get(k)),
+                "rtl_layers": sum(style == "rtl" for c in choices for style in c.impl.values())}
 
     def max_fps(self, shape: Shape, clock_ns: float, util_cap: float) -> float:
-        """The highest frames/s whose cheapest folding fits util_cap of the part (0 when none fits)."""
+        """The highest frames/s whose chosen folding fits util_cap of the part (0 when none fits)."""
         from build.folding import max_rate
 
         res = self.board.resources()
         try:
-            cycles, _ = max_rate(self.candidates(shape), {k: util_cap * res[k] for k in ("LUT", "BRAM_18K", "DSP")})
+            cycles, _ = max_rate(self.candidates(shape), {k: util_cap * res[k] for k in ("LUT", "BRAM_18K", "DSP")},
+                                 self._pick())
         except ValueError:
             return 0.0
         return 1e9 / clock_ns / cycles

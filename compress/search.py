@@ -12,9 +12,11 @@ decides, this module measures and trains):
      for up to `epochs_per_step` epochs; it is kept as soon as the feedback accuracy meets the
      floor, otherwise rolled back.
 
-Hardware: the LUTs of the folding the build's search chooses at the target rate. A
-configuration that cannot reach the rate at all is charged its LUTs times the factor by
-which it falls short (LUTs x cycles of its slowest layer / target cycles), so the search
+Hardware: the LUTs of the folding the build's search chooses at the target rate, or with
+--fit max-utilisation the largest share of the part over LUT, BRAM18 and DSP of the build's
+--impl search (each layer's HLS or RTL implementation is then a free move, taken by the solver
+at every step). A configuration that cannot reach the rate at all is charged that figure times
+the factor by which it falls short (cycles of its slowest layer / target cycles), so the search
 first removes what holds the rate back.
 
 Everything is written to OUT as it happens: search.json (the schedule's state and the
@@ -76,12 +78,13 @@ class Search:
         pick = np.linspace(0, len(self.feedback) - 1, min(cfg.probe_frames, len(self.feedback))).round().astype(int)
         self.probe = self.feedback[np.unique(pick)]
         self.est = LayerEstimates(self.board, self.start_cfg, cfg.estimate_cache or self.out / "layer_estimates.json",
-                                  log=self.say, workers=cfg.estimate_workers)
+                                  log=self.say, workers=cfg.estimate_workers, fit=cfg.fit)
 
     # ---- measurements -------------------------------------------------------------------
     def hardware(self, shape: Shape) -> dict:
         r = self.est.at_rate(shape, self.cfg.target_fps, self.clock_ns)
-        r["objective"] = r["LUT"] * max(1.0, self.cfg.target_fps / r["fps"])
+        size = r["LUT"] if self.cfg.fit == "lut" else r["worst"]
+        r["objective"] = size * max(1.0, self.cfg.target_fps / r["fps"])
         return r
 
     def accuracy(self, model, idx) -> float:
@@ -99,6 +102,7 @@ class Search:
                 "feedback_accuracy": feedback if feedback is not None else self.accuracy(model, self.feedback),
                 "test_accuracy": self.accuracy(model, self.test), "lut": hw["LUT"], "bram_18k": hw["BRAM_18K"],
                 "dsp": hw["DSP"], "meets_target": hw["meets"], "fps": hw["fps"], "objective": hw["objective"],
+                "worst_share": hw["worst"], "rtl_layers": hw["rtl_layers"],
                 "max_fps": self.est.max_fps(shape, self.clock_ns, self.cfg.util_cap), "fits": fits}
 
     # ---- state ----------------------------------------------------------------------------
@@ -118,7 +122,7 @@ class Search:
 
         body = {"board": self.board.name, "part": self.board.part, "clock_ns": self.clock_ns,
                 "target_fps": self.cfg.target_fps, "util_cap": self.cfg.util_cap, "floor": self.state["floor"],
-                "capacity_lut": self.board.lut, "start": self.cfg.start, "data": self.cfg.data,
+                "capacity_lut": self.board.lut, "start": self.cfg.start, "data": self.cfg.data, "fit": self.cfg.fit,
                 "points": copy.deepcopy(self.state["points"]), "alternatives": self.state.get("alternatives", []),
                 "done": self.schedule.done, "stop_reason": self.schedule.stop_reason}
         write_frontier(self.out, body)
@@ -170,7 +174,14 @@ class Search:
 
     def _hw_text(self, p: dict) -> str:
         rate = "" if p["meets_target"] else f" (reaches only {p['fps']:,.0f} frames/s)"
-        return f"{p['lut']:,.0f} LUT at {self.cfg.target_fps:,} frames/s{rate}"
+        if self.cfg.fit == "lut":
+            return f"{p['lut']:,.0f} LUT at {self.cfg.target_fps:,} frames/s{rate}"
+        return (f"{p['worst_share']:.1%} of the part at most ({p['lut']:,.0f} LUT, {p['bram_18k']:,.0f} BRAM18, "
+                f"{p['dsp']:,.0f} DSP; {p['rtl_layers']} layers RTL) at {self.cfg.target_fps:,} frames/s{rate}")
+
+    def _saving_text(self, saving: float) -> str:
+        return (f"{saving:,.0f} LUT-equivalents" if self.cfg.fit == "lut" else
+                f"{saving * 100:.2f} points of the part's largest share")
 
     # ---- one step -------------------------------------------------------------------------
     def measure(self) -> list[tuple[Move, float, float]]:
@@ -205,7 +216,7 @@ class Search:
             self._commit()
             return False
         saving, drop = next((s, d) for m, s, d in measured if m == move)
-        self.say(f"step {k}: {move.label(shape)} (saves {saving:,.0f} LUT-equivalents, costs {drop:+.4f} probe "
+        self.say(f"step {k}: {move.label(shape)} (saves {self._saving_text(saving)}, costs {drop:+.4f} probe "
                  f"accuracy before fine-tuning; {len(measured)} moves measured)")
         torch.manual_seed(self.cfg.seed * 100_003 + k)
         model, mcfg = apply_move(self.model, self.mcfg, move)

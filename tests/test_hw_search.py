@@ -40,9 +40,18 @@ def estimate_cache(tmp_path_factory):
     return tmp_path_factory.mktemp("est") / "layer_estimates.json"
 
 
-def test_cached_layer_estimates_add_up_to_a_full_builds_search_totals(tmp_path, small_file, estimate_cache):
+@pytest.fixture(scope="module")
+def impl_estimate_cache(tmp_path_factory):
+    """The max-utilisation objective's cache (HLS and RTL options per layer), shared like estimate_cache."""
+    return tmp_path_factory.mktemp("est") / "impl_estimates.json"
+
+
+@pytest.mark.parametrize("fit", ["lut", "max-utilisation"])
+def test_cached_layer_estimates_add_up_to_a_full_builds_search_totals(tmp_path, small_file, estimate_cache,
+                                                                      impl_estimate_cache, fit):
     """A shape never converted as a whole, assembled from two other conversions' layers, is estimated
-    exactly as the build's folding search estimates the exported model of that shape (other weights)."""
+    exactly as the build's folding search estimates the exported model of that shape (other weights); with the
+    max-utilisation objective, as the build's --impl search does (HLS or RTL per layer, thresholds standalone)."""
     from build.boards import board
     from build.config import BuildConfig
     from build.flow import build
@@ -50,7 +59,8 @@ def test_cached_layer_estimates_add_up_to_a_full_builds_search_totals(tmp_path, 
     from export.config import ExportConfig
     from export.to_finn import export
 
-    est = LayerEstimates(board("ZCU104"), SMALL, estimate_cache)
+    cache = estimate_cache if fit == "lut" else impl_estimate_cache
+    est = LayerEstimates(board("ZCU104"), SMALL, cache, fit=fit)
     base = Shape.of(SMALL)
     one, two = ("widths", 2, 4), ("act_bits", 5, 3)  # layers {2, 3} and {5, 6}
     est.fill(base, [one])
@@ -64,11 +74,16 @@ def test_cached_layer_estimates_add_up_to_a_full_builds_search_totals(tmp_path, 
     run = _save(_model(cfg, seed=7), cfg, tmp_path / "m" / "model.pt")
     exp = export(ExportConfig(run=str(run), out=str(tmp_path / "export"), data=str(small_file), check_frames=4),
                  log=lambda *_: None)
-    out = build(BuildConfig(export_dir=str(exp), out=str(tmp_path / "build"), board="ZCU104", target_fps=100_000),
-                log=lambda *_: None)
-    totals = BuildReport.read(out)["folding_search"]["totals"]
-    assert {k: got[k] for k in ("LUT", "BRAM_18K", "DSP")} == totals
+    out = build(BuildConfig(export_dir=str(exp), out=str(tmp_path / "build"), board="ZCU104", target_fps=100_000,
+                            fit=fit, impl="search" if fit != "lut" else "finn"), log=lambda *_: None)
+    r = BuildReport.read(out)
+    totals = r["folding_search"]["totals"]
+    exact = ("LUT", "BRAM_18K", "DSP") if fit == "lut" else ("LUT",)  # ties of the fit may trade BRAM for DSP
+    assert {k: got[k] for k in exact} == {k: totals[k] for k in exact}
+    cap = board("ZCU104").resources()  # the objective and its tie-break are the same optimum either way
+    assert got["worst"] == pytest.approx(max(totals[k] / cap[k] for k in totals), rel=1e-9)
     assert got["LUT"] > 0
+    assert got["rtl_layers"] == (len(r["impl_search"]["rtl"]) if fit != "lut" else 0)
 
 
 def test_a_move_gives_a_plain_model_that_computes_what_the_masked_one_does():
@@ -135,9 +150,10 @@ def _search_cfg(tmp, start, data, cache, **kw):
     would double the FINN conversions, and apply_move's bit path is the weight moves' own)."""
     from compress.config import SearchConfig
 
+    kw = {"max_steps": 2, **kw}
     return SearchConfig(start=str(start), data=str(data), out=str(tmp), board="ZCU104", target_fps=100_000,
-                        floor=0.0, epochs_per_step=1, train_subset=0.02, probe_frames=32, max_steps=2,
-                        min_act_bits=4, estimate_cache=str(cache), threads=1, estimate_workers=2, seed=3, **kw)
+                        floor=0.0, epochs_per_step=1, train_subset=0.02, probe_frames=32, min_act_bits=4,
+                        estimate_cache=str(cache), threads=1, estimate_workers=2, seed=3, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -244,3 +260,23 @@ def test_a_search_refuses_a_directory_it_did_not_write_and_leaves_it_as_it_was(t
     with pytest.raises(ValueError, match=r"junk.json: not readable JSON .*pass another --estimate-cache"):
         search(cfg, log_fn=lambda *_: None)
     assert junk.read_text() == "{not json"
+
+
+def test_a_max_utilisation_search_shrinks_the_largest_share_and_its_cache_serves_no_lut_search(tmp_path, tiny_file,
+                                                                                                impl_estimate_cache):
+    """--fit max-utilisation: each step saves share of the part at the rate (HLS or RTL per layer as the build's
+    --impl search); the frontier is drawn and listed by that share; its estimate cache (other graphs: standalone
+    thresholds) is refused by a LUT search in one line."""
+    from compress.search import search
+
+    start = _save(_model(SMALL, seed=5), SMALL, tmp_path / "start" / "model.pt")
+    cache = impl_estimate_cache
+    body = search(_search_cfg(tmp_path / "s", start, tiny_file, cache, fit="max-utilisation", max_steps=1,
+                              min_weight_bits=4), log_fn=lambda *_: None)  # channel moves only: fewer conversions
+    first, kept = body["points"][0], body["points"][-1]
+    assert body["fit"] == "max-utilisation" and len(body["points"]) == 2  # floor 0: the step is kept
+    assert kept["objective"] < first["objective"] and kept["worst_share"] == kept["objective"]  # it meets the rate
+    assert first["rtl_layers"] + kept["rtl_layers"] > 0 and any(p["on_frontier"] for p in body["points"])
+    assert "largest share" in (tmp_path / "s" / "frontier.txt").read_text()
+    with pytest.raises(ValueError, match="impl_search.*estimates for the max-utilisation objective"):
+        search(_search_cfg(tmp_path / "lut", start, tiny_file, cache), log_fn=lambda *_: None)
