@@ -332,7 +332,7 @@ def _check_frames(ctx: Ctx):
     from qonnx.core.modelwrapper import ModelWrapper
 
     from export.report_file import ExportReport
-    from export.steps import to_layout
+    from export.steps import phases_of, to_layout
 
     src = Path(ctx.cfg.export_dir)
     io = verified_export(ctx)
@@ -343,8 +343,8 @@ def _check_frames(ctx: Ctx):
     rep = ExportReport.read(src)
     excused = set(rep.stage(f"finn/{short_name(FINN_STEPS[-1])}")["excused"])
     ties = np.array([k in excused for k in range(len(frames))])
-    ints = to_layout(io.input_quant.quantize(frames), STREAMLINED_LAYOUT)
     streamlined = ModelWrapper(str(src / "model_finn_streamlined.onnx"))
+    ints = to_layout(io.input_quant.quantize(frames), STREAMLINED_LAYOUT, phases_of(streamlined, STREAMLINED_LAYOUT))
     if ctx.cfg.output == "class":
         from .class_output import end_in_class_index
 

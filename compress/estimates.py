@@ -53,11 +53,12 @@ class Shape:
     weight_bits: tuple  # 10 weight layers
     act_bits: tuple  # 9 activations (after each hidden group)
     input_bits: int
+    polyphase: int = 1  # the front end (train/model.py): it changes the first blocks' lengths and pools
 
     @classmethod
     def of(cls, mcfg) -> "Shape":
         return cls(tuple(mcfg.convs) + tuple(mcfg.denses), tuple(mcfg.weight_bits_each), tuple(mcfg.act_bits_each),
-                   mcfg.input_bits)
+                   mcfg.input_bits, mcfg.polyphase)
 
     def model_config(self, like):
         """The ModelConfig of this shape (range and block count from `like`)."""
@@ -66,15 +67,16 @@ class Shape:
         n = like.conv_blocks
         return dataclasses.replace(like, conv_widths=self.widths[:n], dense_widths=self.widths[n:],
                                    layer_weight_bits=self.weight_bits, layer_act_bits=self.act_bits,
-                                   input_bits=self.input_bits)
+                                   input_bits=self.input_bits, polyphase=self.polyphase)
 
     def signature(self, k: int) -> str:
-        """Weight layer k's key: index, in/out channels, in/weight/out bits."""
-        cin = 2 if k == 0 else self.widths[k - 1]
+        """Weight layer k's key: index, in/out channels, in/weight/out bits (and a polyphase front end's P)."""
+        cin = 2 * self.polyphase if k == 0 else self.widths[k - 1]
         cout = self.widths[k] if k < len(self.widths) else len(CLASSES)
         bin_ = self.input_bits if k == 0 else self.act_bits[k - 1]
         bout = self.act_bits[k] if k < len(self.act_bits) else 0
-        return f"L{k}:{cin}>{cout}:i{bin_}w{self.weight_bits[k]}a{bout}"
+        front = f"P{self.polyphase}:" if self.polyphase > 1 else ""
+        return f"{front}L{k}:{cin}>{cout}:i{bin_}w{self.weight_bits[k]}a{bout}"
 
     def signatures(self) -> list[str]:
         return [self.signature(k) for k in range(len(self.weight_bits))]

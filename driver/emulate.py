@@ -50,7 +50,8 @@ class EmulatedBackend:
         folded = [batch] + list(d["ishape_folded"][0][1:])
         ints = unpack(np.asarray(ibuf[:batch]), d["idt"][0], folded)
         x = ints.reshape([batch] + list(d["ishape_normal"][0][1:]))  # (B, 1024, 1, 2)
-        x = self.iq.dequantize(x.reshape(batch, x.shape[1], -1)).transpose(0, 2, 1)  # (B, 2, 1024)
+        # channels-last samples in order ((B, 1024, 1, 2), or a polyphase (B, 512, 1, 4): the same bytes)
+        x = self.iq.dequantize(x.reshape(batch, -1, 2)).transpose(0, 2, 1)  # (B, 2, 1024)
         logits = self.sess.run(None, {self.sess.get_inputs()[0].name: np.ascontiguousarray(x)})[0]
         if self.class_index:  # FINN's LabelSelect (k=1): the index of the largest score, the first of equal ones
             logits = logits.reshape(batch, -1).argmax(1).astype(np.float32)

@@ -39,7 +39,7 @@ from radioml.golden_session import golden_session
 from radioml.quant import InputQuant
 
 from .runner import short_name, step_file
-from .steps import FINN_STEPS, INPUT_LAYOUT, finn_settings, to_layout
+from .steps import FINN_STEPS, INPUT_LAYOUT, finn_settings, phases_of, to_layout
 
 
 class ExportCheckFailed(RuntimeError):
@@ -238,7 +238,7 @@ def run_checks(work_dir: Path, ref_logits: np.ndarray | None, frames: np.ndarray
     for i, step in enumerate(FINN_STEPS, start=1):  # the graphs the runner saved, read back
         name = short_name(step)
         m = ModelWrapper(str(work_dir / "steps" / step_file(i, step)))
-        x = to_layout(ints, INPUT_LAYOUT[step])
+        x = to_layout(ints, INPUT_LAYOUT[step], phases_of(m, INPUT_LAYOUT[step]))
         ctxs = [_exec(m, x[k:k + 1], full=True) for k in range(len(frames))]
         logits = np.concatenate([c[m.graph.output[0].name] for c in ctxs]).reshape(ref_logits.shape)
         exact, node = _compare_integers(q_acts, [_activation_ints_finn(m, c) for c in ctxs], q_ties)

@@ -27,7 +27,8 @@ import numpy as np
 
 from train.onnx_export import export_qcdq_file, export_qonnx_file
 
-from .transforms import CompleteMaxPoolDilations, MarkMultiThresholdsNCW, SplitOffInputQuant
+from .transforms import AbsorbPolyphaseIntoInput, CompleteMaxPoolDilations, MarkMultiThresholdsNCW, \
+    SplitOffInputQuant
 
 
 def finn_settings():
@@ -84,8 +85,9 @@ def step_qcdq_from_qonnx(model, cfg) -> Path:
 
 
 def step_integer_input(model, cfg):
-    """The input quantiser split off: the graph takes integers (export/transforms.py)."""
-    return model.transform(SplitOffInputQuant())
+    """The input quantiser split off: the graph takes integers, a polyphase front end's in its 2P-channel
+    order (export/transforms.py)."""
+    return model.transform(SplitOffInputQuant()).transform(AbsorbPolyphaseIntoInput())
 
 
 def _finn_cfg(cfg):
@@ -145,8 +147,23 @@ INPUT_LAYOUT = {step_qonnx_to_finn: "NCW", step_to_4d: "NCW1", step_streamline: 
 STREAMLINED_LAYOUT = INPUT_LAYOUT[FINN_STEPS[-1]]  # model_finn_streamlined.onnx's
 
 
-def to_layout(x_ncw: np.ndarray, layout: str) -> np.ndarray:
-    """(N, 2, 1024) frames in the input layout a step's graph takes."""
+def polyphase(x_ncw: np.ndarray, phases: int) -> np.ndarray:
+    """(N, C, L) -> (N, P*C, L/P), as train.model.Polyphase: channel k*C + c at position u is sample u*P + k."""
+    n, c, length = x_ncw.shape
+    return x_ncw.reshape(n, c, length // phases, phases).transpose(0, 3, 1, 2).reshape(n, phases * c,
+                                                                                        length // phases)
+
+
+def phases_of(model, layout: str) -> int:
+    """The polyphase P of a graph's input in `layout`: its channels over the frame's 2 (1: the standard one)."""
+    shape = model.get_tensor_shape(model.graph.input[0].name)
+    return shape[3 if layout == "NW1C" else 1] // 2
+
+
+def to_layout(x_ncw: np.ndarray, layout: str, phases: int = 1) -> np.ndarray:
+    """(N, 2, 1024) frames in the input layout a step's graph takes (`phases`: its polyphase P)."""
+    if phases > 1:
+        x_ncw = polyphase(x_ncw, phases)
     if layout == "NCW":
         return x_ncw
     if layout == "NCW1":

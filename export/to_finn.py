@@ -159,11 +159,11 @@ def _write_io(work: Path, m, iq, model_config: dict, what: str, model_digest: st
              check_frames=cfg.check_frames).write(work)
 
 
-def _write_verification_pair(work: Path, iq, frames, ref_logits, k: int) -> None:
+def _write_verification_pair(work: Path, iq, frames, ref_logits, k: int, phases: int = 1) -> None:
     """FINN's verification pair: check frame k (one every stage agrees on, rounding ties aside)."""
     from .steps import STREAMLINED_LAYOUT, to_layout
 
-    np.save(work / "input.npy", to_layout(iq.quantize(frames[k:k + 1]), STREAMLINED_LAYOUT))
+    np.save(work / "input.npy", to_layout(iq.quantize(frames[k:k + 1]), STREAMLINED_LAYOUT, phases))
     np.save(work / "expected_output.npy", ref_logits[k:k + 1])
 
 
@@ -190,6 +190,7 @@ def _export(cfg: ExportConfig, log=print) -> Path:
         log(f"exporting {what}; checks on {len(frames)} test frames of {cfg.data} against {reference}")
         times: dict = {}
         m, iq = _write_finn_steps(qonnx_model, cfg, log, times)
+        from .steps import STREAMLINED_LAYOUT, phases_of
         log(f"  checking every stage against {reference}")
         report = run_checks(work, ref_logits, frames, idx, iq, cfg.tol, reference)
         ref_logits = report.reference_logits
@@ -204,7 +205,8 @@ def _export(cfg: ExportConfig, log=print) -> Path:
         if not report.ok:
             bad = report.first_failure()
             raise ExportCheckFailed(f"export check failed at stage {bad.stage}: {bad.detail}")
-        _write_verification_pair(work, iq, frames, ref_logits, report.agreeing_frame(ref_logits))
+        _write_verification_pair(work, iq, frames, ref_logits, report.agreeing_frame(ref_logits),
+                                 phases_of(m, STREAMLINED_LAYOUT))
         _write_io(work, m, iq, model_config, what, digest, cfg)
         publish(work, out, COMMAND)
     finally:

@@ -6,6 +6,8 @@ the golden model:
 
   SplitOffInputQuant       the accelerator takes integers: the Quant fed by the graph input
                            becomes Mul(scale) on an INTn input (the host quantises, radioml.quant)
+  AbsorbPolyphaseIntoInput a polyphase front end's Reshape/Transpose/Reshape after the input scale is a
+                           reshape of the channels-last frame: the graph takes the 2P-channel frame
   MarkMultiThresholdsNCW   ConvertQONNXtoFINN guesses channels-last (NWC) for per-tensor
                            thresholds on 3D tensors; these tensors are (N, C, W)
   CompleteMaxPoolDilations Change3DTo4DTensors leaves MaxPool's `dilations` 1-long on 4D tensors
@@ -54,6 +56,39 @@ class SplitOffInputQuant(Transformation):
         g.node.remove(node)
         g.node.insert(idx, mul)
         model.set_tensor_datatype(g.input[0].name, DataType[iq.finn_dtype])
+        return model, False
+
+
+class AbsorbPolyphaseIntoInput(Transformation):
+    """Input -> Mul(scale) -> Reshape (1, C, L/P, P) -> Transpose (0, 3, 1, 2) -> Reshape (1, PC, L/P), the
+    polyphase front end (train/model.py), becomes a (1, PC, L/P) input -> Mul(scale): in channels-last order
+    the two inputs are the same bytes, so the host and the accelerator's input stream are unchanged and FINN
+    sees a plain 1D CNN with PC input channels. Any other graph is left as it is."""
+
+    def apply(self, model):
+        g = model.graph
+        mul = model.find_consumer(g.input[0].name)
+        chain = [mul]
+        for op in ("Reshape", "Transpose", "Reshape"):
+            nxt = model.find_consumer(chain[-1].output[0]) if chain[-1] is not None else None
+            chain.append(nxt if nxt is not None and nxt.op_type == op else None)
+        if mul is None or mul.op_type != "Mul" or None in chain:
+            return model, False
+        _, r1, tr, r2 = chain
+        c, n = model.get_tensor_shape(g.input[0].name)[1:]
+        mid, out = model.get_tensor_shape(r1.output[0]), model.get_tensor_shape(r2.output[0])
+        perm = next((list(a.ints) for a in tr.attribute if a.name == "perm"), None)
+        if len(mid) != 4 or mid[:2] != [1, c] or mid[2] * mid[3] != n or perm != [0, 3, 1, 2] or \
+                out != [1, mid[3] * c, mid[2]]:
+            return model, False
+        for node in (r1, tr, r2):
+            g.node.remove(node)
+        for consumer in model.find_consumers(r2.output[0]):
+            for i, name in enumerate(consumer.input):
+                if name == r2.output[0]:
+                    consumer.input[i] = mul.output[0]
+        model.set_tensor_shape(g.input[0].name, out)
+        model.set_tensor_shape(mul.output[0], out)
         return model, False
 
 

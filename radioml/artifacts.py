@@ -211,8 +211,9 @@ class DriverIO:
         _dtype(io["odt"][0], path, "io_shape_dict.odt")
         for key in ("ishape_normal", "ishape_folded", "ishape_packed", "oshape_normal", "oshape_folded", "oshape_packed"):
             _shape(io[key][0], path, f"io_shape_dict.{key}")
-        need(io["ishape_normal"][0][1:] == [FRAME_LENGTH, 1, 2], path, "io_shape_dict.ishape_normal",
-             f"{io['ishape_normal'][0]} is not (N, {FRAME_LENGTH}, 1, 2)")
+        need(io["ishape_normal"][0][1:] in [[FRAME_LENGTH // p, 1, 2 * p] for p in (1, 2, 4)], path,
+             "io_shape_dict.ishape_normal", f"{io['ishape_normal'][0]} is not (N, {FRAME_LENGTH}, 1, 2) or a "
+                                            f"polyphase front end's (N, {FRAME_LENGTH}/P, 1, 2P), P 2 or 4")
         need(math.prod(io["ishape_folded"][0]) == math.prod(io["ishape_normal"][0]), path,
              "io_shape_dict.ishape_folded", "holds another number of values than ishape_normal")
         need(math.prod(io["oshape_folded"][0]) == math.prod(io["oshape_normal"][0]), path,

@@ -1,4 +1,5 @@
 """The training loop on a tiny generated file: FMP run, rollback, resume after a kill, outputs."""
+import copy
 import json
 import os
 import subprocess
@@ -89,6 +90,27 @@ def test_other_config_on_same_run_dir_is_refused(tmp_path, tiny_file):
                   "--optim.lr", "0.01", check=False)
     assert r.returncode == 2
     assert "written by another config (differs in optim.lr)" in r.stderr
+
+
+def test_a_config_written_before_a_field_existed_resumes_as_its_default_and_no_other_value():
+    """Checkpoints and search states of runs started before model.polyphase (or compress's fit) existed lack the
+    field: it counts as its default, which is what the older code did; any other value is still a difference."""
+    import dataclasses
+
+    from compress.config import SearchConfig
+    from train.config import TrainConfig, semantic_diff
+
+    new = TrainConfig().to_dict()
+    old = copy.deepcopy(new)
+    del old["model"]["polyphase"]
+    assert semantic_diff(old, new, defaults=TrainConfig().to_dict()) == []
+    poly = TrainConfig(model=dataclasses.replace(TrainConfig().model, polyphase=2)).to_dict()
+    assert semantic_diff(old, poly, defaults=TrainConfig().to_dict()) == ["model.polyphase"]
+    search_old = SearchConfig().to_dict()
+    del search_old["fit"]
+    assert semantic_diff(search_old, SearchConfig().to_dict(), defaults=SearchConfig().to_dict()) == []
+    assert semantic_diff(search_old, SearchConfig(fit="max-utilisation").to_dict(),
+                         defaults=SearchConfig().to_dict()) == ["fit"]
 
 
 @pytest.mark.slow

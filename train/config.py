@@ -218,7 +218,7 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
         choices = f.metadata.get("choices")
         value = getattr(owner, f.name)
         shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
-        metavar = "{" + ",".join(choices) + "}" if choices else ("{true,false}" if tp is bool else None)
+        metavar = "{" + ",".join(map(str, choices)) + "}" if choices else ("{true,false}" if tp is bool else None)
         p.add_argument(f"--{name}", dest=name, type=flag_type(tp), default=None, choices=choices, metavar=metavar,
                        help=f"{text} (default: {shown})")
 
@@ -241,14 +241,18 @@ def config_from_args(a: argparse.Namespace) -> TrainConfig:
     return cfg.validate()
 
 
-def semantic_diff(a: dict, b: dict, prefix: str = "") -> list[str]:
-    """Dotted names of result-changing fields that differ between two config dicts."""
+def semantic_diff(a: dict, b: dict, prefix: str = "", defaults: dict | None = None) -> list[str]:
+    """Dotted names of result-changing fields that differ between two config dicts. A field one side lacks (it
+    was written before the field existed) counts as its value in `defaults` (the config class's defaults, nested
+    like the dicts), which is what the older code did."""
     out = []
+    defaults = defaults or {}
     for k in sorted(set(a) | set(b)):
         name = f"{prefix}{k}"
-        va, vb = a.get(k), b.get(k)
+        d = defaults.get(k)
+        va, vb = a.get(k, d), b.get(k, d)
         if isinstance(va, dict) and isinstance(vb, dict):
-            out += semantic_diff(va, vb, name + ".")
+            out += semantic_diff(va, vb, name + ".", d if isinstance(d, dict) else None)
         elif name not in NON_SEMANTIC and va != vb:
             out.append(name)
     return out

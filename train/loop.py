@@ -272,7 +272,7 @@ class Run:
     def resume(self) -> None:
         """Continue from this run directory's checkpoint (same config only)."""
         ck = ckpt.load_checkpoint(self.ck_path)
-        diff = semantic_diff(ck["config"], self.cfg.to_dict())
+        diff = semantic_diff(ck["config"], self.cfg.to_dict(), defaults=type(self.cfg)().to_dict())
         if diff:
             raise ValueError(f"{self.ck_path}: written by another config (differs in {', '.join(diff)}); "
                              f"use another --run_dir or delete it")

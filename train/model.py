@@ -8,12 +8,20 @@ comparable with the challenge leaderboard; the widths are parameters too (each
 conv's filters, each hidden dense layer's units), so that a filter-pruned model
 can be rebuilt physically narrower (train/narrow.py) and FINN builds a smaller
 accelerator for it.
+
+`polyphase` P > 1 presents the same 1024 I/Q samples as 2P channels over 1024/P positions
+(channel 2k + c at position u holds channel c of sample uP + k) and drops the pools of the first
+log2(P) blocks, so the first layer takes P samples a position: in FINN's channels-last stream that
+is the same byte order as the plain frame, and the accelerator takes P samples a clock instead of
+one (the ceiling of every standard-front-end design). From the second block on the network and its
+cost are the standard one's.
 """
 from __future__ import annotations
 
 import typing
 from dataclasses import asdict, dataclass
 
+import torch
 from torch import nn
 import brevitas.nn as qnn
 from brevitas.core.scaling import ScalingImplType
@@ -44,8 +52,15 @@ class ModelConfig:
                                                                            "comma-separated: 7 convs, then 3 dense")
     layer_act_bits: typing.Optional[typing.Tuple[int, ...]] = opt(None, "activation bits after each conv block and "
                                                                         "each hidden dense layer (9 values)")
+    polyphase: int = opt(1, "input samples per position of the first layer: 1 (the standard front end), or 2 or 4 "
+                            "(2P channels over 1024/P positions, the first log2(P) pools dropped: P samples a "
+                            "clock in FINN)", (1, 2, 4))
 
     def __post_init__(self):
+        if self.polyphase not in POLYPHASES:
+            raise ValueError(f"model.polyphase must be one of {', '.join(map(str, POLYPHASES))}, got {self.polyphase}")
+        if self.polyphase.bit_length() - 1 > self.conv_blocks:
+            raise ValueError(f"model.polyphase {self.polyphase} drops more pools than the {self.conv_blocks} blocks have")
         for name in ("input_bits", "weight_bits", "act_bits"):
             if getattr(self, name) < 2:  # Brevitas' QCDQ export and qonnx's cost take no 1-bit quantiser
                 raise ValueError(f"model.{name} must be >= 2, got {getattr(self, name)}")
@@ -82,8 +97,8 @@ class ModelConfig:
 
     def same_shape(self, other: "ModelConfig") -> bool:
         """The same layers and widths (bits aside): one's weights load into the other."""
-        return (self.convs, self.denses, self.conv_blocks, self.input_range) == \
-            (other.convs, other.denses, other.conv_blocks, other.input_range)
+        return (self.convs, self.denses, self.conv_blocks, self.input_range, self.polyphase) == \
+            (other.convs, other.denses, other.conv_blocks, other.input_range, other.polyphase)
 
     @property
     def uniform_bits(self) -> bool:
@@ -104,6 +119,24 @@ class ModelConfig:
 
 
 HIDDEN_DENSE = 2  # hidden dense layers of the VGG10 (the third dense layer gives the 24 logits)
+POLYPHASES = (1, 2, 4)
+
+
+class Polyphase(nn.Module):
+    """(B, C, L) -> (B, P*C, L/P): channel k*C + c at position u is channel c of sample u*P + k (a reshape of
+    the channels-last frame (B, L, C) to (B, L/P, P*C): no data moves on the accelerator's input)."""
+
+    def __init__(self, phases: int):
+        super().__init__()
+        self.phases = phases
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, n = x.shape
+        return x.reshape(b, c, n // self.phases, self.phases).permute(0, 3, 1, 2).reshape(b, self.phases * c,
+                                                                                           n // self.phases)
+
+    def extra_repr(self) -> str:
+        return f"phases={self.phases}"
 
 
 def _input_quantizer(bits: int, rng: float):
@@ -119,20 +152,23 @@ def _input_quantizer(bits: int, rng: float):
 def build_vgg10(cfg: ModelConfig = ModelConfig()) -> nn.Sequential:
     """Build the challenge's VGG10: 7 conv blocks, 3 dense layers, 24 outputs.
 
-    Input is (batch, 2, 1024) float I/Q; output is 24 class logits.
+    Input is (batch, 2, 1024) float I/Q; output is 24 class logits. With cfg.polyphase P > 1 the quantised
+    input is rearranged to 2P channels (Polyphase) and the first log2(P) blocks keep their length.
     """
     layers: list[nn.Module] = [
         qnn.QuantHardTanh(act_quant=_input_quantizer(cfg.input_bits, cfg.input_range))
     ]
+    if cfg.polyphase > 1:
+        layers.append(Polyphase(cfg.polyphase))
     wb, ab = cfg.weight_bits_each, cfg.act_bits_each
-    in_ch = 2
+    in_ch = 2 * cfg.polyphase
+    unpooled = cfg.polyphase.bit_length() - 1
     for i, f in enumerate(cfg.convs):
         layers += [
             qnn.QuantConv1d(in_ch, f, 3, padding=1, weight_bit_width=wb[i], bias=False),
             nn.BatchNorm1d(f),
             qnn.QuantReLU(act_quant=ReLUActQuant, bit_width=ab[i]),
-            nn.MaxPool1d(2),
-        ]
+        ] + ([] if i < unpooled else [nn.MaxPool1d(2)])
         in_ch = f
     d1, d2 = cfg.denses
     c = cfg.conv_blocks
