@@ -144,8 +144,8 @@ class Search:
                 raise ValueError(str(e)) from None
             from train.config import semantic_diff
 
-            diff = [d for d in semantic_diff(self.state["config"], self.cfg.to_dict(), defaults=SearchConfig().to_dict())
-                    if d not in NON_SEMANTIC]
+            diff = semantic_diff(self.state["config"], self.cfg.to_dict(), defaults=SearchConfig().to_dict())
+            diff = [d for d in diff if d not in NON_SEMANTIC]
             if diff:
                 raise ValueError(f"{path}: a search with other settings (differs in {', '.join(diff)}); pass another "
                                  f"--out")

@@ -60,7 +60,8 @@ class ModelConfig:
         if self.polyphase not in POLYPHASES:
             raise ValueError(f"model.polyphase must be one of {', '.join(map(str, POLYPHASES))}, got {self.polyphase}")
         if self.polyphase.bit_length() - 1 > self.conv_blocks:
-            raise ValueError(f"model.polyphase {self.polyphase} drops more pools than the {self.conv_blocks} blocks have")
+            raise ValueError(f"model.polyphase {self.polyphase} drops more pools than the {self.conv_blocks} "
+                             f"blocks have")
         for name in ("input_bits", "weight_bits", "act_bits"):
             if getattr(self, name) < 2:  # Brevitas' QCDQ export and qonnx's cost take no 1-bit quantiser
                 raise ValueError(f"model.{name} must be >= 2, got {getattr(self, name)}")
