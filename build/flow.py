@@ -177,7 +177,10 @@ def step_specialize(model, ctx: Ctx):
     if ctx.cfg.impl == "search":
         model = model.transform(GiveUniqueNodeNames())
         cfg = _search_impl(model, ctx)
-        return _specialise_as(model, cfg, ctx, ctx.work / "specialize_layers.json", "the --impl search")
+        plain = [n.name for n in model.graph.node]
+        model = _specialise_as(model, cfg, ctx, ctx.work / "specialize_layers.json", "the --impl search")
+        ctx.notes["impl_search"]["nodes"] = {a: b.name for a, b in zip(plain, model.graph.node) if a in cfg}
+        return model
     if ctx.cfg.specialize_layers:
         cfg = read_folding_json(ctx.cfg.specialize_layers, "specialize-layers JSON")
         model = model.transform(GiveUniqueNodeNames())  # the names FINN's step gives before applying the file
@@ -212,9 +215,13 @@ def impl_variants(model, ctx: Ctx) -> dict:
     from .folding import VARIED_IMPL
 
     varied = [n.name for n in model.graph.node if n.op_type in VARIED_IMPL]
-    return {style: _specialise_as(model, {n: {"preferred_impl_style": style} for n in varied}, ctx,
-                                  ctx.work / f"specialize_all_{style}.json", "", copy.copy(ctx.dcfg))
-            for style in ("hls", "rtl")}
+    out = {style: _specialise_as(model, {n: {"preferred_impl_style": style} for n in varied}, ctx,
+                                 ctx.work / f"specialize_all_{style}.json", "", copy.copy(ctx.dcfg))
+           for style in ("hls", "rtl")}
+    if varied and [n.op_type for n in out["hls"].graph.node] == [n.op_type for n in out["rtl"].graph.node]:
+        raise StepRefused(f"--impl search: FINN specialised {', '.join(varied[:3])}{' ...' if len(varied) > 3 else ''} "
+                          f"the same way whatever style was asked (nothing to choose between)")
+    return out
 
 
 def _search_impl(model, ctx: Ctx) -> dict:

@@ -307,7 +307,8 @@ class LayerEstimates:
                                f"packed for")
 
     def candidates(self, shape: Shape) -> dict[str, list[tuple]]:
-        """The build's folding candidates of the whole configuration, as build.folding.candidates gives them."""
+        """The build's folding candidates of the whole configuration, as build.folding.candidates gives them (with
+        the max-utilisation objective, build.folding.impl_candidates)."""
         if self.missing(shape):
             self.convert(shape)
         out = {}

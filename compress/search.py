@@ -77,8 +77,7 @@ class Search:
         self.train_idx, self.feedback, self.test = split.train, split.val, split.test
         pick = np.linspace(0, len(self.feedback) - 1, min(cfg.probe_frames, len(self.feedback))).round().astype(int)
         self.probe = self.feedback[np.unique(pick)]
-        self.est = LayerEstimates(self.board, self.start_cfg, cfg.estimate_cache or self.out / "layer_estimates.json",
-                                  log=self.say, workers=cfg.estimate_workers, fit=cfg.fit)
+        self.est = None  # opened once the search's own settings are checked (open)
 
     # ---- measurements -------------------------------------------------------------------
     def hardware(self, shape: Shape) -> dict:
@@ -149,6 +148,7 @@ class Search:
             if diff:
                 raise ValueError(f"{path}: a search with other settings (differs in {', '.join(diff)}); pass another "
                                  f"--out")
+            self._open_estimates()
             self.schedule.load_state_dict(self.state["schedule"])
             self.schedule.max_steps = self.cfg.max_steps  # a larger budget continues a search that spent its own
             if self.schedule.stop_reason.startswith("reached max_steps") and self.schedule.steps < self.cfg.max_steps:
@@ -157,6 +157,7 @@ class Search:
             self.say(f"resumed {path}: {len(self.state['points'])} points, {self.schedule.steps} moves tried")
             return
         self.out.mkdir(parents=True, exist_ok=True)
+        self._open_estimates()
         self.model, self.mcfg = copy.deepcopy(self.teacher), self.start_cfg
         start_acc = self.accuracy(self.model, self.feedback)
         floor = self.cfg.floor if self.cfg.floor is not None else self.cfg.floor_relative * start_acc
@@ -167,6 +168,12 @@ class Search:
         self.say(f"start {self.cfg.start}: feedback accuracy {start_acc:.4f} on {len(self.feedback):,} frames, "
                  f"floor {floor:.4f}; {self._hw_text(self.state['points'][0])}")
         self._commit()
+
+    def _open_estimates(self) -> None:
+        """The per-layer estimate cache (read now: a cache for the other objective is refused in one line)."""
+        cfg = self.cfg
+        self.est = LayerEstimates(self.board, self.start_cfg, cfg.estimate_cache or self.out / "layer_estimates.json",
+                                  log=self.say, workers=cfg.estimate_workers, fit=cfg.fit)
 
     def _commit(self) -> None:
         self.state["schedule"] = self.schedule.state_dict()
@@ -272,7 +279,8 @@ class Search:
             while not self.schedule.done and self.step():
                 pass
         finally:
-            self.est.close()
+            if self.est is not None:
+                self.est.close()
         from .frontier import read_frontier, table
 
         body = read_frontier(self.out)

@@ -49,7 +49,7 @@ class EmulatedBackend:
         d = self.d
         folded = [batch] + list(d["ishape_folded"][0][1:])
         ints = unpack(np.asarray(ibuf[:batch]), d["idt"][0], folded)
-        x = ints.reshape([batch] + list(d["ishape_normal"][0][1:]))  # (B, 1024, 1, 2)
+        x = ints.reshape([batch] + list(d["ishape_normal"][0][1:]))  # (B, 1024/P, 1, 2P)
         # channels-last samples in order ((B, 1024, 1, 2), or a polyphase (B, 512, 1, 4): the same bytes)
         x = self.iq.dequantize(x.reshape(batch, -1, 2)).transpose(0, 2, 1)  # (B, 2, 1024)
         logits = self.sess.run(None, {self.sess.get_inputs()[0].name: np.ascontiguousarray(x)})[0]

@@ -17,7 +17,8 @@ intermediate graph; the build continues the same flow (build/flow.py). Order and
                       MaxPool `dilations` left 1-long, and MultiThreshold layouts that the
                       conversion guessed as channels-last (NWC) for per-tensor scales
   streamline          FINN's step_streamline (streamline, lower convs, NHWC max-pools)
-  channels_last       MakeInputChannelsLast + absorb the transposes: input (1, 1024, 1, 2)
+  channels_last       MakeInputChannelsLast + absorb the transposes: input (1, 1024, 1, 2), or
+                      (1, 1024/P, 1, 2P) for a polyphase front end (the same bytes)
 """
 from __future__ import annotations
 

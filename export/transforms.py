@@ -75,7 +75,11 @@ class AbsorbPolyphaseIntoInput(Transformation):
         if mul is None or mul.op_type != "Mul" or None in chain:
             return model, False
         _, r1, tr, r2 = chain
-        c, n = model.get_tensor_shape(g.input[0].name)[1:]
+        shape, scale = model.get_tensor_shape(g.input[0].name), model.get_initializer(mul.input[1])
+        if len(shape) != 3 or scale is None or np.asarray(scale).size != 1 or \
+                len(model.find_consumers(mul.output[0])) != 1:
+            return model, False
+        c, n = shape[1:]
         mid, out = model.get_tensor_shape(r1.output[0]), model.get_tensor_shape(r2.output[0])
         perm = next((list(a.ints) for a in tr.attribute if a.name == "perm"), None)
         if len(mid) != 4 or mid[:2] != [1, c] or mid[2] * mid[3] != n or perm != [0, 3, 1, 2] or \

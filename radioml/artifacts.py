@@ -18,7 +18,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 from .atomic import write_text
-from .classes import CLASSES, FRAME_LENGTH
+from .classes import CLASSES, FRAME_LENGTH, POLYPHASES
 from .quant import InputQuant
 
 
@@ -211,7 +211,7 @@ class DriverIO:
         _dtype(io["odt"][0], path, "io_shape_dict.odt")
         for key in ("ishape_normal", "ishape_folded", "ishape_packed", "oshape_normal", "oshape_folded", "oshape_packed"):
             _shape(io[key][0], path, f"io_shape_dict.{key}")
-        need(io["ishape_normal"][0][1:] in [[FRAME_LENGTH // p, 1, 2 * p] for p in (1, 2, 4)], path,
+        need(io["ishape_normal"][0][1:] in [[FRAME_LENGTH // p, 1, 2 * p] for p in POLYPHASES], path,
              "io_shape_dict.ishape_normal", f"{io['ishape_normal'][0]} is not (N, {FRAME_LENGTH}, 1, 2) or a "
                                             f"polyphase front end's (N, {FRAME_LENGTH}/P, 1, 2P), P 2 or 4")
         need(math.prod(io["ishape_folded"][0]) == math.prod(io["ishape_normal"][0]), path,

@@ -13,3 +13,4 @@ CLASSES: tuple[str, ...] = (
 )
 SNRS_DB: tuple[int, ...] = tuple(range(-20, 31, 2))  # 26 values
 FRAME_LENGTH = 1024
+POLYPHASES = (1, 2, 4)  # samples per position a model's first layer may take (train/model.py)

@@ -360,6 +360,10 @@ def test_impl_search_fills_the_part_no_more_than_every_layer_rtl_and_builds_the_
         for style in ("hls", "rtl"):
             assert sum(n.startswith(kind + "_") for n in chosen[style]) == built_as.count([kind, style]), (kind, style)
     assert sum(k == "MVAU" for k, _ in built_as) == 10
+    style = {**{n: "hls" for n in chosen["hls"]}, **{n: "rtl" for n in chosen["rtl"]}}
+    names = {layer["node"] for layer in r["layers"]}
+    assert set(chosen["nodes"]) == set(style)  # each chosen layer names the report row it became
+    assert all(final in names and final.rsplit("_", 2)[1] == style[plain] for plain, final in chosen["nodes"].items())
     spec = json.loads((out / "specialize_layers.json").read_text())  # what FINN's step was given
     assert {n: c["preferred_impl_style"] for n, c in spec.items()} == {
         **{n: "hls" for n in chosen["hls"]}, **{n: "rtl" for n in chosen["rtl"]}}

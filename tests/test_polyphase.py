@@ -85,3 +85,15 @@ def test_a_polyphase_model_exports_and_builds_bit_exact_past_one_sample_a_clock(
     with RadioMLFile(small_file) as ds, torch.no_grad():
         x = torch.from_numpy(np.ascontiguousarray(ds.read(np.array(m["frame_indices"])).transpose(0, 2, 1)))
         assert np.array_equal(np.array(m["predictions"]), model(x).argmax(1).numpy())
+
+
+def test_the_precision_search_counts_each_layers_macs_at_the_length_it_runs():
+    """train.precision weighs a bit by the MACs of its layer: a P=2 front end computes what the standard one does
+    in every layer (its first conv: half the positions, twice the inputs), P=4 halves the second conv's."""
+    from train.precision import layer_figures
+
+    macs = {p: [f["dense_macs"] for f in layer_figures(
+        build_vgg10(ModelConfig(4, 4, 4, conv_filters=8, dense_units=16, polyphase=p)).eval(), 1024)]
+        for p in (1, 2, 4)}
+    assert macs[2] == macs[1]
+    assert macs[4][1] == macs[1][1] / 2 and macs[4][0] == macs[1][0] and macs[4][2:] == macs[1][2:]

@@ -27,7 +27,7 @@ import brevitas.nn as qnn
 from brevitas.core.scaling import ScalingImplType
 from brevitas.quant import Int8ActPerTensorFloatMinMaxInit, Int32Bias
 
-from radioml.classes import CLASSES, FRAME_LENGTH
+from radioml.classes import CLASSES, FRAME_LENGTH, POLYPHASES
 
 from .fields import opt
 from .percentile import ReLUActQuant
@@ -42,7 +42,8 @@ class ModelConfig:
     act_bits: int = opt(8, "activation bits after every block (unless layer_act_bits)")
     conv_filters: int = opt(64, "filters of every conv block (unless conv_widths); 32 is finn-examples' topology")
     dense_units: int = opt(128, "units of both hidden dense layers (unless dense_widths)")
-    conv_blocks: int = opt(7, "conv blocks (each halves the 1024 samples; 7 leaves 8)")
+    conv_blocks: int = opt(7, "conv blocks (each halves the 1024 samples, but the first log2(polyphase); 7 leaves "
+                              "8)")
     input_range: float = opt(2.0, "the input quantiser's range [-r, r] (the challenge's: 2)")
     conv_widths: typing.Optional[typing.Tuple[int, ...]] = opt(None, "filters of each conv block, comma-separated "
                                                                      "(e.g. 32,32,24,24,16,16,16)")
@@ -54,7 +55,7 @@ class ModelConfig:
                                                                         "each hidden dense layer (9 values)")
     polyphase: int = opt(1, "input samples per position of the first layer: 1 (the standard front end), or 2 or 4 "
                             "(2P channels over 1024/P positions, the first log2(P) pools dropped: P samples a "
-                            "clock in FINN)", (1, 2, 4))
+                            "clock in FINN)", POLYPHASES)
 
     def __post_init__(self):
         if self.polyphase not in POLYPHASES:
@@ -120,7 +121,6 @@ class ModelConfig:
 
 
 HIDDEN_DENSE = 2  # hidden dense layers of the VGG10 (the third dense layer gives the 24 logits)
-POLYPHASES = (1, 2, 4)
 
 
 class Polyphase(nn.Module):

@@ -31,7 +31,7 @@ from torch import nn
 
 from .channel_pruning import widths
 from .cost import BASELINE_BOPS, BASELINE_W_BITS
-from .model import prunable_layers
+from .model import Polyphase, prunable_layers
 from .schedulers import Action
 from .state import StrictState
 
@@ -43,16 +43,20 @@ def layer_figures(model: nn.Module, input_length: int) -> list[dict]:
     """What a bit is worth in each weight layer (7 convs, 3 dense) of the start model: MACs per
     frame with non-zero weights (the cost's bit-ops count these), MACs as FINN computes them
     (removed filters excepted), non-zero weights, and output channels (thresholds per bit)."""
-    out, length = [], input_length
+    out, length, at = [], input_length, {}
+    for m in model.modules():  # the length each conv sees: a polyphase front end divides it, each pool halves it
+        if isinstance(m, Polyphase):
+            length //= m.phases
+        elif isinstance(m, nn.MaxPool1d):
+            length //= 2
+        elif isinstance(m, nn.Conv1d):  # 'same' padding
+            at[id(m)] = length
     for (layer, name), live in zip(prunable_layers(model), widths(model) + [None]):
         w = getattr(layer, name)
         nz = float((w != 0).sum())
         rows = int((w.flatten(1) != 0).any(1).sum())  # a removed filter is no MVAU row
         cols = int((w != 0).flatten(1).any(0).sum())
-        positions = 1
-        if w.dim() == 3:  # conv1d, 'same' padding, then MaxPool1d(2)
-            positions = length
-            length //= 2
+        positions = at.get(id(layer), 1)
         out.append({"macs": nz * positions, "dense_macs": float(rows * cols * positions),
                     "weights": nz, "out_channels": int(live if live is not None else w.shape[0])})
     return out
