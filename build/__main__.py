@@ -1,7 +1,8 @@
 """`python -m build --export DIR --out DIR --board ZCU104`: FINN dataflow build (estimates without Vivado).
 
-Exit status: 0 the build met its target and fits the part; 3 it was written but misses its frame-rate
-target or does not fit the part (`--report-only`: 0 then too); 2 bad input or a failed build."""
+Exit status: 0 the build met its target and fits --util-cap of the part; 3 it was written but misses its
+frame-rate target or uses more of some resource than the cap (`--report-only`: 0 then too); 2 bad input or a
+failed build."""
 from __future__ import annotations
 
 import argparse
@@ -34,8 +35,9 @@ def main(argv=None) -> int:
                    help="fold for the highest frames/s whose search folding (see --fit) fits --util-cap of the part "
                         "(instead of --target-fps; needs --folding search)")
     p.add_argument("--util-cap", type=fraction, default=d.util_cap,
-                   help="with --max-fps: fraction of the part's LUT, BRAM18 and DSP the layers may use; the rest is "
-                        "left for FIFOs, DMAs and routing, which the estimates do not cover (default: %(default)s)")
+                   help="fraction of each of the part's resources the layers may use (exit 3 above it; with "
+                        "--max-fps the rate is chosen under it); the rest is left for FIFOs, DMAs and routing, "
+                        "which the estimates do not cover (default: %(default)s)")
     p.add_argument("--folding", default=d.folding,
                    help="search (fewest estimated LUTs meeting the target), finn (FINN's target_fps), "
                         "or a folding JSON path (default: %(default)s)")
@@ -90,9 +92,12 @@ def main(argv=None) -> int:
         if cfg.stop_step and out != Path(cfg.out):  # stopped early: the work directory is kept, nothing published
             return 0
         r = BuildReport.read(out)
+        over = [k for k, u in r["utilisation"].items() if u > cfg.util_cap]
         problems = ([] if r["meets_target"] else [f"misses its target ({r['estimated_fps']:,.0f} of "
                                                    f"{r['target_fps']:,.0f} frames/s)"]) + \
-            ([] if r["fits"] else ["does not fit the part"])
+            (["does not fit the part"] if not r["fits"] else
+             [f"uses more than {cfg.util_cap:.0%} of the part's {', '.join(over)} (the rest is for FIFOs, DMAs "
+              f"and routing, which the estimates do not cover; --util-cap)"] if over else [])
         if problems and not a.report_only:
             print(f"error: {out}: the design {' and '.join(problems)}; the build is written (--report-only: exit 0)",
                   file=sys.stderr)

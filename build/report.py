@@ -55,6 +55,11 @@ class BuildReport:
                      f"{u!r} is not resources.{k} over the part's {avail[k]} (edited?); rebuild")
         need(d["fits"] == all(u <= 1.0 for u in d["utilisation"].values()), path, "fits",
              f"{d['fits']!r} disagrees with the utilisation (edited?); rebuild")
+        if "within_cap" in d:  # reports before the cap was checked have neither field
+            cap = d.get("util_cap")
+            need(isinstance(cap, (int, float)) and 0 < cap <= 1, path, "util_cap", f"{cap!r} is not in (0, 1]")
+            need(d["within_cap"] == all(u <= cap for u in d["utilisation"].values()), path, "within_cap",
+                 f"{d['within_cap']!r} disagrees with the utilisation and util_cap (edited?); rebuild")
         if layers and all("cycles" in x for x in layers):
             slowest = max(x["cycles"] for x in layers)
             need(d["max_cycles"] == slowest, path, "max_cycles",
@@ -154,7 +159,8 @@ def build_report(model, ctx) -> dict:
         "estimated_latency_us": perf["critical_path_cycles"] * clock_ns / 1e3,
         "max_cycles": perf["max_cycles"], "bottleneck": perf["max_cycles_node_name"],
         "balance": balance(cycles), "resources": total, "utilisation": util,
-        "fits": all(u <= 1.0 for u in util.values()), "layers": layers,
+        "fits": all(u <= 1.0 for u in util.values()), "util_cap": ctx.cfg.util_cap,
+        "within_cap": all(u <= ctx.cfg.util_cap for u in util.values()), "layers": layers,
         "io_shape_dict": io_shapes(model, alveo=ctx.board.shell == "vitis_alveo"), "inputs": build_inputs(ctx.cfg),
         **ctx.notes,
     }
@@ -213,7 +219,8 @@ def format_report(r: dict) -> str:
         f"bottleneck {r['bottleneck']} ({r['max_cycles']} cycles), pipeline utilisation "
         f"{r['balance']['mean_utilisation']:.0%}",
         "resources: " + ", ".join(f"{k} {t[k]:,.0f} ({u[k]:.1%})" for k in t)
-        + f" -> {'fits' if r['fits'] else 'does NOT fit'} the part",
+        + f" -> {'fits' if r['fits'] else 'does NOT fit'} the part"
+        + ("" if r.get("within_cap", True) or not r["fits"] else f", but over the {r['util_cap']:.0%} cap"),
     ]
     v = r.get("folded_verification")
     if v:

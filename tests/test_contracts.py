@@ -261,6 +261,19 @@ def test_build_options_are_checked_before_any_step(tmp_path, fresh_export, flags
     assert os.listdir(tmp_path) == []
 
 
+def test_a_build_over_its_utilisation_cap_exits_3_naming_the_resource_unless_report_only(tmp_path, fresh_export):
+    """--util-cap bounds every build, not only --max-fps: a design that fits the part but leaves less than the
+    rest of it for FIFOs, DMAs and routing is written, reported over the cap, and exits 3."""
+    r, err = run_cli("build", "--export", str(fresh_export), "--out", str(tmp_path / "b"), "--target-fps", "20000",
+                     "--util-cap", "0.05")
+    assert r.returncode == 3 and "uses more than 5% of the part's LUT" in err and "misses" not in err, err
+    rep = json.loads((tmp_path / "b" / "build_report.json").read_text())
+    assert rep["fits"] and not rep["within_cap"] and rep["util_cap"] == 0.05 and "over the 5% cap" in r.stdout
+    r, _ = run_cli("build", "--export", str(fresh_export), "--out", str(tmp_path / "b"), "--target-fps", "20000",
+                   "--util-cap", "0.05", "--force", "--report-only")
+    assert r.returncode == 0
+
+
 def test_a_build_that_misses_its_target_exits_3_unless_report_only(tmp_path, fresh_export):
     r, err = run_cli("build", "--export", str(fresh_export), "--out", str(tmp_path / "b"), "--target-fps", "10000000")
     assert r.returncode == 3 and "the design misses its target" in err and "--report-only" in err
