@@ -17,8 +17,8 @@ import tempfile
 from pathlib import Path
 
 STYLES = {  # name -> BuildConfig fields
-    "HLS, fewest LUT": {},
-    "all RTL, max-utilisation": {"standalone_thresholds": True, "fit": "max-utilisation"},
+    "HLS, fewest LUT": {"fit": "lut"},
+    "all RTL, max-utilisation": {"standalone_thresholds": True, "fit": "max-utilisation", "impl": "finn"},
     "impl search": {"fit": "max-utilisation", "impl": "search"},
 }
 

@@ -16,7 +16,7 @@ from radioml.cli import run_main
 from .boards import BOARDS
 from .class_output import OUTPUTS
 from .config import BuildConfig, fraction
-from .folding import IMPLS, OBJECTIVES
+from .folding import AUTO, IMPLS, OBJECTIVES
 
 # every step a build can run, in order (build/flow.py; codegen and bitfile only with --codegen / --bitfile)
 STEP_NAMES = ("step_load", "step_to_hw", "step_partition", "step_specialize", "step_folding", "step_minimize",
@@ -41,15 +41,17 @@ def main(argv=None) -> int:
     p.add_argument("--folding", default=d.folding,
                    help="search (fewest estimated LUTs meeting the target), finn (FINN's target_fps), "
                         "or a folding JSON path (default: %(default)s)")
-    p.add_argument("--fit", default=d.fit, choices=OBJECTIVES,
-                   help="what --folding search minimises while meeting the rate: lut (the fewest estimated LUTs) or "
-                        "max-utilisation (the largest of the LUT, BRAM18, URAM and DSP fractions of the part, solved "
-                        "exactly over all layers at once; ties: fewest LUT) (default: %(default)s)")
-    p.add_argument("--impl", default=d.impl, choices=IMPLS,
+    p.add_argument("--fit", default=AUTO, choices=(AUTO,) + OBJECTIVES,
+                   help="what --folding search minimises while meeting the rate: max-utilisation (the largest of the "
+                        "LUT, BRAM18, URAM and DSP fractions of the part, solved exactly over all layers at once; "
+                        "ties: fewest LUT) or lut (the fewest estimated LUTs, HLS MVAUs where FINN's rules allow: the "
+                        "comparison); auto: max-utilisation with --folding search (default: %(default)s)")
+    p.add_argument("--impl", default=AUTO, choices=(AUTO,) + IMPLS,
                    help="finn: FINN's specialisation of each layer to HLS or RTL (its rules, or --specialize-layers); "
                         "search: each MVAU and thresholding layer built as HLS or RTL, whichever the --fit "
                         "max-utilisation search finds best with its folding (needs --folding search and --fit "
-                        "max-utilisation; implies --standalone-thresholds) (default: %(default)s)")
+                        "max-utilisation; implies --standalone-thresholds); auto: search under --fit max-utilisation "
+                        "without --specialize-layers, else finn (default: %(default)s)")
     p.add_argument("--specialize-layers", default=None, metavar="FILE.json",
                    help="FINN's specialize-layers JSON: node name (before specialisation, e.g. MVAU_0) -> "
                         "{\"preferred_impl_style\": \"hls\" or \"rtl\"}; unknown node names are refused")

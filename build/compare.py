@@ -2,9 +2,11 @@
 
 For each row of RUNS/compare.json (dense start, IMP, FMP, FMP-filters, hybrid, the
 dense reference topology): export the run's model (`export.to_finn`, every check),
-then two estimate builds on the board: folded for one common --target-fps (LUT,
-BRAM18, DSP at the same rate), and --max-fps (the highest frames/s whose fewest-LUT
-folding fits --util-cap of the part). Unstructured sparsity leaves the accelerator
+then two estimate builds on the board, each with the build's default fit (every layer HLS
+or RTL, the largest share of the part over LUT, BRAM18 and DSP minimal): folded for one
+common --target-fps (LUT, BRAM18, DSP and the largest share at the same rate), and
+--max-fps (the highest frames/s whose folding fits --util-cap of the part). Unstructured
+sparsity leaves the accelerator
 as large as the dense one (FINN stores and multiplies every zero); only fewer
 channels (or bits) shrink it, which is what the table shows.
 
@@ -80,7 +82,7 @@ def hardware_row(row: dict, metrics: dict, at_target: dict, at_max: dict) -> dic
     return {
         "strategy": row["strategy"], "widths": row["widths"], "accuracy": metrics["accuracy"],
         "cost": row["cost"], "weights_kept": metrics["weights_kept"],
-        "lut": r["LUT"], "bram_18k": r["BRAM_18K"], "dsp": r["DSP"],
+        "lut": r["LUT"], "bram_18k": r["BRAM_18K"], "dsp": r["DSP"], "share": max(at_target["utilisation"].values()),
         "target_fps": at_target["target_fps"], "meets_target": at_target["meets_target"],
         "fits_at_target": at_target["fits"], "max_fps": at_max["estimated_fps"],
         "lut_at_max": at_max["resources"]["LUT"], "lut_util_at_max": at_max["utilisation"]["LUT"],
@@ -91,12 +93,13 @@ def hardware_row(row: dict, metrics: dict, at_target: dict, at_max: dict) -> dic
 
 def table(rows: list[dict], board: str, target_fps: int, util_cap: float) -> str:
     head = ("strategy", "conv / dense widths", "test acc", "cost", "weights", f"LUT @{target_fps:,}/s",
-            "BRAM18", "DSP", f"max frames/s (<= {util_cap:.0%})", "LUT @max", "folded graph")
+            "BRAM18", "DSP", "largest share", f"max frames/s (<= {util_cap:.0%})", "LUT @max", "folded graph")
     lines = [head]
     for r in rows:
         lines.append((r["strategy"], r["widths"], f"{r['accuracy']:.4f}", f"{r['cost']:.4f}", f"{r['weights_kept']:,}",
                       f"{r['lut']:,.0f}" + ("" if r["meets_target"] else " (target not met)"),
-                      f"{r['bram_18k']:,.0f}", f"{r['dsp']:,.0f}", f"{r['max_fps']:,.0f}", f"{r['lut_at_max']:,.0f}",
+                      f"{r['bram_18k']:,.0f}", f"{r['dsp']:,.0f}", f"{r['share']:.1%}", f"{r['max_fps']:,.0f}",
+                      f"{r['lut_at_max']:,.0f}",
                       f"bit-exact ({r['verified_frames']} frames)" if r["folded_verified"] else "DIVERGES"))
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(head))]
     fmt = lambda line: "  ".join(str(c).rjust(w) for c, w in zip(line, widths))  # noqa: E731

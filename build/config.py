@@ -15,8 +15,12 @@ class BuildConfig:
     max_fps: bool = False  # instead of target_fps: the highest frames/s whose search folding fits util_cap
     util_cap: float = 0.8  # max_fps: fraction of the part's LUT, BRAM and DSP the estimated layers may use
     folding: str = "search"  # search (fewest estimated LUTs meeting target_fps) | finn (FINN's target_fps) | PATH.json
-    fit: str = "lut"  # the search's objective: lut (fewest LUT) | max-utilisation (smallest largest share of the part)
-    impl: str = "finn"  # finn (FINN's specialisation) | search (each MVAU/thresholding HLS or RTL, chosen by the fit)
+    # the search's objective: lut (fewest LUT) | max-utilisation (smallest largest share of the part) | auto
+    # (max-utilisation with --folding search; other foldings choose nothing)
+    fit: str = "auto"
+    # finn (FINN's specialisation) | search (each MVAU/thresholding HLS or RTL, chosen by the fit) | auto (search under
+    # the max-utilisation search without --specialize-layers, else finn)
+    impl: str = "auto"
     specialize_layers: Optional[str] = None  # FINN's specialize-layers JSON (node name -> preferred_impl_style)
     standalone_thresholds: bool = False  # thresholds as their own layers: MVAUs become RTL (DSPs, no HLS stream cap)
     output: str = "logits"  # logits (24 scores a frame) | class (FINN's LabelSelect: the top-1 class index a frame)
@@ -30,6 +34,10 @@ class BuildConfig:
     stop_step: Optional[str] = None  # stop after this step, keeping the work directory for --start-step
 
     def __post_init__(self):
+        if self.fit == "auto":
+            self.fit = "max-utilisation" if self.folding == "search" else "lut"
+        if self.impl == "auto":
+            self.impl = "search" if self.fit == "max-utilisation" and not self.specialize_layers else "finn"
         if self.impl == "search":  # an RTL MVAU cannot hold its thresholds: the search needs them standalone
             self.standalone_thresholds = True
 

@@ -174,6 +174,7 @@ def totals(choices: list[LayerChoice]) -> dict[str, float]:
 
 
 OBJECTIVES = ("lut", "max-utilisation")
+AUTO = "auto"  # the default of --fit and --impl: resolved by BuildConfig
 
 
 def fit_choose(cands: dict[str, list[tuple]], target_cycles: int, capacity: dict) -> list[LayerChoice]:

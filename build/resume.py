@@ -81,9 +81,14 @@ def take_over(work: Path) -> Path:
 def resume_command(cfg: BuildConfig, step: str) -> str:
     """The command line that reruns this build from `step` (every flag as given, --stop-step dropped)."""
     args = ["python", "-m", "build"]
+    given = {"folding": cfg.folding, "specialize_layers": cfg.specialize_layers}
+    implied = {"fit": BuildConfig(**given).fit,  # what the defaults resolve to, given the flags before them
+               "impl": BuildConfig(**given, fit=cfg.fit).impl,
+               "standalone_thresholds": BuildConfig(**given, fit=cfg.fit, impl=cfg.impl).standalone_thresholds}
     for f in fields(BuildConfig):
         v = getattr(cfg, f.name)
-        if f.name in ("start_step", "stop_step") or v is None or v is False or v == f.default:
+        if f.name in ("start_step", "stop_step") or v is None or v is False or v == f.default \
+                or (f.name in implied and v == implied[f.name]):
             continue
         flag = "--" + ("export" if f.name == "export_dir" else f.name.replace("_", "-"))
         if f.name == "finn_verify":

@@ -19,10 +19,11 @@ class SearchConfig:
                      tuple(BOARDS))
     target_fps: int = opt(240_000, "frames/s every model is folded for (the build's LUT-minimal folding)",
                           within="[1, 1e9]")
-    fit: str = opt("lut", "what a step saves at the rate: lut (the FINN-estimated LUTs of the build's LUT search) "
-                          "or max-utilisation (the largest share of the part over LUT, BRAM18 and DSP, each MVAU and "
-                          "thresholding layer HLS or RTL as the build's --fit max-utilisation --impl search chooses)",
-                   ("lut", "max-utilisation"))
+    fit: str = opt("max-utilisation", "what a step saves at the rate: max-utilisation (the largest share of the part "
+                                      "over LUT, BRAM18 and DSP, each MVAU and thresholding layer HLS or RTL as the "
+                                      "build's default --fit max-utilisation --impl search chooses) or lut (the "
+                                      "FINN-estimated LUTs of the build's --fit lut search: the comparison)",
+                   ("max-utilisation", "lut"))
     clock_ns: typing.Optional[float] = opt(None, "clock period in ns (default: the board's)", within="(0, 1000]")
     util_cap: float = opt(0.8, "a point fits when its LUT, BRAM18 and DSP are within this fraction of the part",
                           within="(0, 1]")
@@ -64,6 +65,15 @@ class SearchConfig:
         d = asdict(self)
         d["alternatives"] = None if self.alternatives is None else list(self.alternatives)
         return d
+
+
+# what a field absent from a search state written before it existed stood for (what the older code did)
+WRITTEN_BEFORE = {"fit": "lut"}
+
+
+def absent_defaults() -> dict:
+    """The values a search state's missing fields count as on resume."""
+    return {**SearchConfig().to_dict(), **WRITTEN_BEFORE}
 
 
 # fields that do not change the result: a resumed search may differ in these (more steps continue it)

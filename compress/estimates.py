@@ -126,7 +126,8 @@ def _convert(model, board, impl_search: bool = False):
 
     with tempfile.TemporaryDirectory(prefix="amc-estimate-") as tmp, contextlib.redirect_stdout(io.StringIO()), \
             contextlib.redirect_stderr(io.StringIO()):  # FINN's conversion notes, once per candidate shape
-        ctx = graph_ctx(BuildConfig(export_dir=tmp, board=board.name, standalone_thresholds=impl_search), Path(tmp))
+        ctx = graph_ctx(BuildConfig(export_dir=tmp, board=board.name, fit="lut", impl="finn",
+                                     standalone_thresholds=impl_search), Path(tmp))
         g = steps.step_integer_input(steps.step_export_qonnx(model, ctx), ctx)
         if not impl_search:
             return run(g, FINN_FLOW, ctx, stop="step_specialize")

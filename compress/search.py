@@ -38,7 +38,7 @@ import torch
 from radioml.artifacts import ArtifactError, need, read_artifact, write_artifact
 from radioml.atomic import write_text
 
-from .config import NON_SEMANTIC, SearchConfig, validate
+from .config import NON_SEMANTIC, SearchConfig, absent_defaults, validate
 from .estimates import LayerEstimates, Shape
 from .moves import Move, apply_move
 from .schedule import FeedbackSearch
@@ -143,7 +143,7 @@ class Search:
                 raise ValueError(str(e)) from None
             from train.config import semantic_diff
 
-            diff = semantic_diff(self.state["config"], self.cfg.to_dict(), defaults=SearchConfig().to_dict())
+            diff = semantic_diff(self.state["config"], self.cfg.to_dict(), defaults=absent_defaults())
             diff = [d for d in diff if d not in NON_SEMANTIC]
             if diff:
                 raise ValueError(f"{path}: a search with other settings (differs in {', '.join(diff)}); pass another "

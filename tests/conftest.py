@@ -123,9 +123,10 @@ def fresh_export(tmp_path_factory, small_file):
 
 @pytest.fixture(scope="session")
 def fresh_build(tmp_path_factory, fresh_export):
-    """fresh_export's estimate build on ZCU104 at 20,000 frames/s."""
+    """fresh_export's estimate build on ZCU104 at 20,000 frames/s with --fit lut (HLS layers where FINN's rules
+    allow, FINN's own specialisation: the comparison build, whose folding JSON a --folding PATH build takes)."""
     from build.config import BuildConfig
     from build.flow import build
 
     return build(BuildConfig(export_dir=str(fresh_export), out=str(tmp_path_factory.mktemp("b") / "bundle"),
-                             board="ZCU104", target_fps=20_000), log=lambda *_: None)
+                             board="ZCU104", target_fps=20_000, fit="lut"), log=lambda *_: None)

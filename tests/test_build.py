@@ -25,6 +25,12 @@ def built(fresh_build):
     return fresh_build
 
 
+@pytest.fixture
+def lut_build(fresh_build):
+    """The comparison build: --fit lut (fewest LUT, FINN's own specialisation)."""
+    return fresh_build
+
+
 def test_estimate_build_writes_reports(built):
     r = json.loads((built / "build_report.json").read_text())
     assert r["verification"] == {"streamlined_python": "SUCCESS", "hw_layers_python": "SUCCESS"}
@@ -41,8 +47,8 @@ def test_estimate_build_writes_reports(built):
     assert (built / "folding_config.json").exists() and (built / "model_dataflow.onnx").exists()
 
 
-def test_folding_search_meets_target_with_no_more_luts_than_finn(tmp_path, export_dir, built):
-    ours = json.loads((built / "build_report.json").read_text())
+def test_folding_search_meets_target_with_no_more_luts_than_finn(tmp_path, export_dir, lut_build):
+    ours = json.loads((lut_build / "build_report.json").read_text())
     assert ours["meets_target"] and ours["folding_search"]["met"] and ours["folded_verification"]["ok"]
     target_cycles = ours["folding_search"]["target_cycles"]
     assert all(layer["cycles"] <= target_cycles for layer in ours["layers"])
@@ -53,7 +59,7 @@ def test_folding_search_meets_target_with_no_more_luts_than_finn(tmp_path, expor
     assert ours["resources"]["LUT"] <= theirs["resources"]["LUT"]  # then the exact search is never larger
     # the written folding JSON feeds back and reproduces the same build
     again = build(BuildConfig(export_dir=str(export_dir), out=str(tmp_path / "again"), target_fps=20_000,
-                              folding=str(built / "folding_config.json")), log=lambda *_: None)
+                              folding=str(lut_build / "folding_config.json")), log=lambda *_: None)
     r = json.loads((again / "build_report.json").read_text())
     assert r["max_cycles"] == ours["max_cycles"] and r["resources"] == ours["resources"]
 
@@ -287,16 +293,17 @@ def test_runtime_writable_weights_are_refused_with_a_clear_message(built):
 def standalone_build(tmp_path_factory, fresh_export):
     """fresh_export at 20,000 frames/s with standalone thresholds (so FINN makes every MVAU RTL)."""
     return build(BuildConfig(export_dir=str(fresh_export), out=str(tmp_path_factory.mktemp("st") / "st"),
-                             target_fps=20_000, standalone_thresholds=True), log=lambda *_: None)
+                             target_fps=20_000, standalone_thresholds=True, fit="lut", impl="finn"),
+                 log=lambda *_: None)
 
 
-def test_standalone_thresholds_give_rtl_mvaus_and_the_folded_graph_stays_bit_exact(standalone_build, built):
+def test_standalone_thresholds_give_rtl_mvaus_and_the_folded_graph_stays_bit_exact(standalone_build, lut_build):
     """FINN's standalone_thresholds passed through: thresholds become their own layers, MVAUs RTL (DSP-based)."""
     r = json.loads((standalone_build / "build_report.json").read_text())
     kinds = {layer["node"].rsplit("_", 1)[0] for layer in r["layers"]}
     assert {"MVAU_rtl", "Thresholding_rtl"} <= kinds and "MVAU_hls" not in kinds
     assert r["folded_verification"]["ok"] and r["meets_target"]
-    default = json.loads((built / "build_report.json").read_text())
+    default = json.loads((lut_build / "build_report.json").read_text())
     assert r["resources"]["DSP"] > default["resources"]["DSP"] and r["resources"]["LUT"] < default["resources"]["LUT"]
     assert r["inputs"]["standalone_thresholds"] is True and default["inputs"]["standalone_thresholds"] is False
 
@@ -321,16 +328,16 @@ def test_a_specialize_layers_json_is_applied_and_unknown_nodes_are_refused(tmp_p
                               specialize_layers=str(spec)), log=lambda *_: None)
 
 
-def test_the_max_utilisation_fit_never_fills_the_part_more_than_the_lut_search(tmp_path, export_dir, built):
+def test_the_max_utilisation_fit_never_fills_the_part_more_than_the_lut_search(tmp_path, export_dir, lut_build):
     """--fit max-utilisation: its largest LUT/BRAM18/DSP fraction is at most the LUT search's, its LUTs at least
     the LUT search's (which are minimal), and its folded graph is bit-exact like every build's."""
     from build.boards import board
 
     cap = board("ZCU104").resources()
     worst = lambda t: max(t[k] / cap[k] for k in ("LUT", "BRAM_18K", "DSP"))  # noqa: E731
-    lut = json.loads((built / "build_report.json").read_text())["folding_search"]
+    lut = json.loads((lut_build / "build_report.json").read_text())["folding_search"]
     out = build(BuildConfig(export_dir=str(export_dir), out=str(tmp_path / "fit"), target_fps=20_000,
-                            fit="max-utilisation"), log=lambda *_: None)
+                            fit="max-utilisation", impl="finn"), log=lambda *_: None)
     r = json.loads((out / "build_report.json").read_text())
     fit = r["folding_search"]
     assert fit["objective"] == "max-utilisation" and lut["objective"] == "lut"
@@ -340,17 +347,19 @@ def test_the_max_utilisation_fit_never_fills_the_part_more_than_the_lut_search(t
 
 def test_impl_search_fills_the_part_no_more_than_every_layer_rtl_and_builds_the_mix_it_chose(tmp_path, export_dir,
                                                                                             standalone_build):
-    """--impl search: every MVAU and thresholding layer HLS or RTL, fitted with its folding; FINN's all-RTL build
-    at the same rate is one of its options, so the search's largest share of the part is at most that one's; the
-    styles it chose are the styles built, and the folded mix is bit-exact like every build."""
+    """--impl search, the default under the default --fit max-utilisation: every MVAU and thresholding layer HLS or
+    RTL, fitted with its folding; FINN's all-RTL build at the same rate is one of its options, so the search's
+    largest share of the part is at most that one's; the styles it chose are the styles built, and the folded mix
+    is bit-exact like every build."""
     from build.boards import board
 
     cap = board("ZCU104").resources()
     worst = lambda t: max(t[k] / cap[k] for k in ("LUT", "BRAM_18K", "DSP"))  # noqa: E731
-    out = build(BuildConfig(export_dir=str(export_dir), out=str(tmp_path / "mix"), target_fps=20_000,
-                            fit="max-utilisation", impl="search"), log=lambda *_: None)
+    out = build(BuildConfig(export_dir=str(export_dir), out=str(tmp_path / "mix"), target_fps=20_000),
+                log=lambda *_: None)  # the defaults
     r = json.loads((out / "build_report.json").read_text())
     rtl = json.loads((standalone_build / "build_report.json").read_text())
+    assert r["inputs"]["fit"] == "max-utilisation" and r["folding_search"]["objective"] == "max-utilisation"
     assert r["inputs"]["impl"] == "search" and r["inputs"]["standalone_thresholds"] is True
     assert r["meets_target"] and r["folding_search"]["met"] and r["folded_verification"]["ok"]
     assert worst(r["folding_search"]["totals"]) <= worst(rtl["folding_search"]["totals"]) + 1e-12

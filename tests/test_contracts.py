@@ -251,7 +251,10 @@ def test_a_build_refuses_an_export_whose_graph_was_replaced(tmp_path, fresh_expo
     (("--target-fps", "0"), "--target-fps must be a whole number of frames/s >= 1, got 0"),
     (("--verify-frames", "0"), "--verify-frames must be >= 1, got 0"),
     (("--fit", "max-utilisation", "--folding", "finn"), "--fit max-utilisation needs --folding search, not 'finn'"),
-    (("--impl", "search"), "--impl search needs --fit max-utilisation (and --folding search), not --fit lut"),
+    (("--impl", "search", "--fit", "lut"),
+     "--impl search needs --fit max-utilisation (and --folding search), not --fit lut"),
+    (("--impl", "search", "--folding", "finn"),
+     "--impl search needs --fit max-utilisation (and --folding search), not --fit lut"),
     (("--impl", "search", "--fit", "max-utilisation", "--specialize-layers", __file__),
      "--impl search chooses every layer's style itself: drop --specialize-layers, or use --impl finn"),
 ])

@@ -150,7 +150,7 @@ def _search_cfg(tmp, start, data, cache, **kw):
     would double the FINN conversions, and apply_move's bit path is the weight moves' own)."""
     from compress.config import SearchConfig
 
-    kw = {"max_steps": 2, **kw}
+    kw = {"max_steps": 2, "fit": "lut", **kw}  # the LUT objective unless said: its cache has fewer options
     return SearchConfig(start=str(start), data=str(data), out=str(tmp), board="ZCU104", target_fps=100_000,
                         floor=0.0, epochs_per_step=1, train_subset=0.02, probe_frames=32, min_act_bits=4,
                         estimate_cache=str(cache), threads=1, estimate_workers=2, seed=3, **kw)
@@ -213,8 +213,8 @@ def test_a_frontier_point_exports_with_every_check_and_builds_bit_exact(searched
     exp = export(ExportConfig(run=point["model"], out=str(tmp_path / "export"), data=str(small_file), check_frames=4),
                  log=lambda *_: None)
     assert_every_stage_agrees(exp)
-    out = build(BuildConfig(export_dir=str(exp), out=str(tmp_path / "build"), board="ZCU104", target_fps=100_000),
-                log=lambda *_: None)
+    out = build(BuildConfig(export_dir=str(exp), out=str(tmp_path / "build"), board="ZCU104", target_fps=100_000,
+                            fit="lut"), log=lambda *_: None)  # the search's objective
     rep = BuildReport.read(out)
     assert rep["folded_verification"]["ok"] and rep["folding_search"]["totals"]["LUT"] == point["lut"]
 
@@ -267,8 +267,10 @@ def test_a_max_utilisation_search_shrinks_the_largest_share_and_its_cache_serves
     """--fit max-utilisation: each step saves share of the part at the rate (HLS or RTL per layer as the build's
     --impl search); the frontier is drawn and listed by that share; its estimate cache (other graphs: standalone
     thresholds) is refused by a LUT search in one line."""
+    from compress.config import SearchConfig
     from compress.search import search
 
+    assert SearchConfig().fit == "max-utilisation"  # the default objective, as the build's
     start = _save(_model(SMALL, seed=5), SMALL, tmp_path / "start" / "model.pt")
     cache = impl_estimate_cache
     body = search(_search_cfg(tmp_path / "s", start, tiny_file, cache, fit="max-utilisation", max_steps=1,

@@ -87,7 +87,8 @@ def built(tmp_path_factory, exported):
     from build.flow import build
 
     out = tmp_path_factory.mktemp("b") / "mixed"
-    return build(BuildConfig(export_dir=str(exported), out=str(out), board="ZCU104", target_fps=20_000), log=_quiet)
+    return build(BuildConfig(export_dir=str(exported), out=str(out), board="ZCU104", target_fps=20_000, fit="lut"),
+                 log=_quiet)  # thresholds inside the MVAUs: each layer's datatypes in one node
 
 
 # -- 1. the model, the export and the FINN build carry every layer's own bits ------------------------------

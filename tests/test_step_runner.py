@@ -69,7 +69,8 @@ def test_time_per_step_is_in_both_reports(fresh_export, fresh_build):
 def test_a_build_stopped_after_a_step_finishes_with_start_step_as_if_uninterrupted(tmp_path, fresh_export,
                                                                                      fresh_build):
     out = tmp_path / "bundle"
-    args = ["build", "--export", str(fresh_export), "--out", str(out), "--board", "ZCU104", "--target-fps", "20000"]
+    args = ["build", "--export", str(fresh_export), "--out", str(out), "--board", "ZCU104", "--fit", "lut",
+            "--target-fps", "20000"]  # fresh_build's settings
     r = subprocess.run([sys.executable, "-m", *args, "--stop-step", "step_folding"], capture_output=True, text=True,
                        env=ENV, timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -113,3 +114,17 @@ def test_a_failed_build_says_how_to_resume(tmp_path, fresh_export, monkeypatch):
     state = json.loads((e.value.work / "resume.json").read_text())
     assert state["done"] == ["step_load", "step_to_hw"]
     assert hashed.count("model_finn_streamlined.onnx") == 1  # the export verified once a build, not per step
+
+
+def test_the_resume_command_names_only_what_the_defaults_do_not_imply():
+    """--fit and --impl default to auto (max-utilisation with --impl search, which implies standalone thresholds):
+    a resume command repeats what was chosen against them, nothing the defaults resolve to."""
+    from build.resume import resume_command
+
+    cmd = lambda **kw: resume_command(BuildConfig(export_dir="e", out="o", **kw), "step_folding")  # noqa: E731
+    tail = "--start-step step_folding"
+    assert cmd() == f"python -m build --export e --out o {tail}"
+    assert cmd(fit="lut") == f"python -m build --export e --out o --fit lut {tail}"
+    assert cmd(impl="finn", standalone_thresholds=True) == \
+        f"python -m build --export e --out o --impl finn --standalone-thresholds {tail}"
+    assert cmd(folding="finn") == f"python -m build --export e --out o --folding finn {tail}"
