@@ -39,7 +39,7 @@ def main(argv=None) -> int:
                         "--max-fps the rate is chosen under it); the rest is left for FIFOs, DMAs and routing, "
                         "which the estimates do not cover (default: %(default)s)")
     p.add_argument("--folding", default=d.folding,
-                   help="search (fewest estimated LUTs meeting the target), finn (FINN's target_fps), "
+                   help="search (the --fit objective's best folding meeting the target), finn (FINN's target_fps), "
                         "or a folding JSON path (default: %(default)s)")
     p.add_argument("--fit", default=AUTO, choices=(AUTO,) + OBJECTIVES,
                    help="what --folding search minimises while meeting the rate: max-utilisation (the largest of the "

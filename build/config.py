@@ -14,7 +14,7 @@ class BuildConfig:
     target_fps: int = 100_000
     max_fps: bool = False  # instead of target_fps: the highest frames/s whose search folding fits util_cap
     util_cap: float = 0.8  # max_fps: fraction of the part's LUT, BRAM and DSP the estimated layers may use
-    folding: str = "search"  # search (fewest estimated LUTs meeting target_fps) | finn (FINN's target_fps) | PATH.json
+    folding: str = "search"  # search (the fit's best folding meeting target_fps) | finn (FINN's) | PATH.json
     # the search's objective: lut (fewest LUT) | max-utilisation (smallest largest share of the part) | auto
     # (max-utilisation with --folding search; other foldings choose nothing)
     fit: str = "auto"

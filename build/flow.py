@@ -4,8 +4,8 @@ Starts from `model_finn_streamlined.onnx` (export already ran QONNX->FINN, the 1
 fixes and streamlining, each checked against PyTorch) and runs FINN's own builder
 steps: convert to HW layers (+ finn-plus's conv1d.step_convert_final_layers for the
 final scale/bias), dataflow partition, specialise layers (FINN's rules, a JSON, or with
---impl search each MVAU/thresholding HLS or RTL as the fit chooses), folding (our LUT-minimal
-or max-utilisation search, FINN's target_fps, or a folding JSON, each checked against FINN's
+--impl search each MVAU/thresholding HLS or RTL as the fit chooses), folding (our max-utilisation
+(default) or LUT-minimal search, FINN's target_fps, or a folding JSON, each checked against FINN's
 folding rules: build/folding_rules.py), minimise bit widths, then the verification of the
 folded graph on the export's check frames (build/verify_folded.py: the graph the
 hardware is generated from, node by node), estimate reports, and on request HLS/RTL

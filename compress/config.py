@@ -17,7 +17,7 @@ class SearchConfig:
                                     "rerunning the same command resumes it")
     board: str = opt("ZCU104", "target board (its part's estimates, clock and capacity)",
                      tuple(BOARDS))
-    target_fps: int = opt(240_000, "frames/s every model is folded for (the build's LUT-minimal folding)",
+    target_fps: int = opt(240_000, "frames/s every model is folded for (the build's search folding)",
                           within="[1, 1e9]")
     fit: str = opt("max-utilisation", "what a step saves at the rate: max-utilisation (the largest share of the part "
                                       "over LUT, BRAM18 and DSP, each MVAU and thresholding layer HLS or RTL as the "
