@@ -156,6 +156,19 @@ def test_torchrun_data_parallel_on_two_cpu_processes(tmp_path, tiny_file):
     assert (run / "train.log").read_text().count("world 2") == 1
 
 
+def test_two_ranks_score_the_feedback_split_in_halves_and_agree_with_one_process(tmp_path, tiny_file):
+    """Under torchrun each rank scores half the feedback frames with rank 0's BatchNorm statistics, and the
+    gathered figures are the single process's (the worker gives the ranks different statistics first)."""
+    out = tmp_path / "eval.json"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "tests/ddp_eval_worker.py", str(tiny_file), str(out)]
+    r = subprocess.run(cmd, env={**os.environ, "PYTHONPATH": os.getcwd()}, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads(out.read_text())
+    assert res["frames"] > 100 and res["same"] == {"y": True, "pred": True, "snr": True}
+    assert res["accuracy"][0] == res["accuracy"][1] and res["loss"][0] == pytest.approx(res["loss"][1], rel=1e-6)
+
+
 def test_init_from_a_model_file_keeps_its_pruned_weights_and_refuses_another_shape(tmp_path, tiny_file):
     src = tmp_path / "src"
     run_train(tmp_path, src, tiny_file, "--prune.strategy", "fmp", "--prune.floor", "0", "--prune.max_rounds", "2",

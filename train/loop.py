@@ -7,7 +7,8 @@ with the accuracy, act on its decision, write a checkpoint. Re-running the same
 command resumes from that checkpoint and reaches the same result.
 
 Runs on CPU, one GPU, or several GPUs under torchrun (DistributedDataParallel:
-every rank trains on its slice of each global batch). The training step's speed
+every rank trains on its slice of each global batch and scores its share of the
+feedback split with rank 0's BatchNorm statistics: `sharded_predict`). The training step's speed
 levers (fused QuantReLU, bf16 autocast, torch.compile, resident data) are
 train/speed.py's; evaluation and checkpoints stay float32 and eager: Brevitas'
 fake quantisation in half precision rounds differently from the float32 graph
@@ -167,6 +168,29 @@ def predict(model: nn.Module, ds: RadioMLFile, idx: np.ndarray, device, batch_si
     y, p = np.concatenate(ys), np.concatenate(ps)
     return {"loss": loss_sum / len(y), "accuracy": float((y == p).mean()), "y": y, "pred": p,
             "snr": np.concatenate(ss)}
+
+
+def sharded_predict(model: nn.Module, ds: RadioMLFile, idx: np.ndarray, device, batch_size: int, d: Dist) -> dict:
+    """`predict` over `idx` with the work split between the ranks of a torchrun job: rank 0's BatchNorm statistics
+    first go to every rank (each rank's last training step moved its own), each rank reads and scores its shard,
+    and the shards are gathered (for a sorted `idx`, in its order), so every rank holds the same figures as a
+    single process and takes the same pruning decision."""
+    if d.world == 1:
+        return predict(model, ds, idx, device, batch_size)
+    import torch.distributed as dist
+
+    for b in model.buffers():
+        dist.broadcast(b, src=0)
+    part = predict(model, ds, idx[d.rank::d.world], device, batch_size)
+    parts = [None] * d.world
+    dist.all_gather_object(parts, (part["loss"] * len(part["y"]), part["y"], part["pred"], part["snr"]))
+    out = {}
+    for i, key in enumerate(("y", "pred", "snr"), start=1):
+        whole = np.empty(len(idx), parts[0][i].dtype)
+        for r, shard in enumerate(parts):
+            whole[r::d.world] = shard[i]
+        out[key] = whole
+    return {"loss": sum(s[0] for s in parts) / len(idx), "accuracy": float((out["y"] == out["pred"]).mean()), **out}
 
 
 @dataclass
@@ -422,7 +446,8 @@ class Run:
         rate = self.pruner.rate
         # epochs_per_round 0 (dense runs only): score the start model as it is
         tr_loss, tr_acc = self.train_epoch(net) if self.cfg.optim.epochs_per_round else (float("nan"),) * 2
-        fb = predict(self.model, self.ds, splits.feedback, self.device, self.cfg.optim.eval_batch_size)
+        fb = sharded_predict(self.model, self.ds, splits.feedback, self.device, self.cfg.optim.eval_batch_size,
+                             self.dist)
         self.lr_sched.step(fb["loss"])
         action = self.pruner.step(fb["accuracy"])
         kept = sparsity(self.model)["kept_fraction"]
