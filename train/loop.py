@@ -8,7 +8,7 @@ command resumes from that checkpoint and reaches the same result.
 
 Runs on CPU, one GPU, or several GPUs under torchrun (DistributedDataParallel:
 every rank trains on its slice of each global batch and scores its share of the
-feedback split with rank 0's BatchNorm statistics: `sharded_predict`). The training step's speed
+feedback and test splits with rank 0's BatchNorm statistics: `sharded_predict`). The training step's speed
 levers (fused QuantReLU, bf16 autocast, torch.compile, resident data) are
 train/speed.py's; evaluation and checkpoints stay float32 and eager: Brevitas'
 fake quantisation in half precision rounds differently from the float32 graph
@@ -170,18 +170,19 @@ def predict(model: nn.Module, ds: RadioMLFile, idx: np.ndarray, device, batch_si
             "snr": np.concatenate(ss)}
 
 
-def sharded_predict(model: nn.Module, ds: RadioMLFile, idx: np.ndarray, device, batch_size: int, d: Dist) -> dict:
+def sharded_predict(model: nn.Module, ds: RadioMLFile, idx: np.ndarray, device, batch_size: int, d: Dist,
+                    desc: str | None = None) -> dict:
     """`predict` over `idx` with the work split between the ranks of a torchrun job: rank 0's BatchNorm statistics
     first go to every rank (each rank's last training step moved its own), each rank reads and scores its shard,
     and the shards are gathered (for a sorted `idx`, in its order), so every rank holds the same figures as a
     single process and takes the same pruning decision."""
     if d.world == 1:
-        return predict(model, ds, idx, device, batch_size)
+        return predict(model, ds, idx, device, batch_size, desc)
     import torch.distributed as dist
 
     for b in model.buffers():
         dist.broadcast(b, src=0)
-    part = predict(model, ds, idx[d.rank::d.world], device, batch_size)
+    part = predict(model, ds, idx[d.rank::d.world], device, batch_size, desc if d.main else None)
     parts = [None] * d.world
     dist.all_gather_object(parts, (part["loss"] * len(part["y"]), part["y"], part["pred"], part["snr"]))
     out = {}
@@ -534,21 +535,21 @@ def _train(cfg: TrainConfig) -> Path:
         run.epoch(run.net())
     if run.state.final == "last_good" and run.last_good is not None:
         run.restore_last_good()
+    test = sharded_predict(run.model, run.ds, run.splits.test, run.device, cfg.optim.eval_batch_size, dist, "test")
     if dist.main:
-        _finish(run)
+        _finish(run, test)
     _barrier(dist)
     run.ds.close()
     return Path(cfg.run_dir)
 
 
-def _finish(run: Run):
-    """Final model, test metrics, cost and plots into the run directory."""
+def _finish(run: Run, res: dict):
+    """Final model, test metrics (`res`: the test split's predictions), cost and plots into the run directory."""
     from .plots import plot_run
 
-    model, ds, splits, cfg, state, device = run.model, run.ds, run.splits, run.cfg, run.state, run.device
+    model, splits, cfg, state = run.model, run.splits, run.cfg, run.state
     met, data_wait = run.last_good is not None, run.data_wait
     run_dir = Path(cfg.run_dir)
-    res = predict(model, ds, splits.test, device, cfg.optim.eval_batch_size, desc="test")
     metrics = summarize(res["y"], res["pred"], res["snr"])
     sparse = sparsity(model)
     final, model_cfg = narrow(deployable_copy(model), run.model_cfg)
