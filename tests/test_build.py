@@ -22,11 +22,6 @@ def export_dir(fresh_export):
 
 @pytest.fixture
 def built(fresh_build):
-    return fresh_build
-
-
-@pytest.fixture
-def lut_build(fresh_build):
     """The comparison build: --fit lut (fewest LUT, FINN's own specialisation)."""
     return fresh_build
 
@@ -47,8 +42,8 @@ def test_estimate_build_writes_reports(built):
     assert (built / "folding_config.json").exists() and (built / "model_dataflow.onnx").exists()
 
 
-def test_folding_search_meets_target_with_no_more_luts_than_finn(tmp_path, export_dir, lut_build):
-    ours = json.loads((lut_build / "build_report.json").read_text())
+def test_folding_search_meets_target_with_no_more_luts_than_finn(tmp_path, export_dir, built):
+    ours = json.loads((built / "build_report.json").read_text())
     assert ours["meets_target"] and ours["folding_search"]["met"] and ours["folded_verification"]["ok"]
     target_cycles = ours["folding_search"]["target_cycles"]
     assert all(layer["cycles"] <= target_cycles for layer in ours["layers"])
@@ -59,7 +54,7 @@ def test_folding_search_meets_target_with_no_more_luts_than_finn(tmp_path, expor
     assert ours["resources"]["LUT"] <= theirs["resources"]["LUT"]  # then the exact search is never larger
     # the written folding JSON feeds back and reproduces the same build
     again = build(BuildConfig(export_dir=str(export_dir), out=str(tmp_path / "again"), target_fps=20_000,
-                              folding=str(lut_build / "folding_config.json")), log=lambda *_: None)
+                              folding=str(built / "folding_config.json")), log=lambda *_: None)
     r = json.loads((again / "build_report.json").read_text())
     assert r["max_cycles"] == ours["max_cycles"] and r["resources"] == ours["resources"]
 
@@ -297,13 +292,13 @@ def standalone_build(tmp_path_factory, fresh_export):
                  log=lambda *_: None)
 
 
-def test_standalone_thresholds_give_rtl_mvaus_and_the_folded_graph_stays_bit_exact(standalone_build, lut_build):
+def test_standalone_thresholds_give_rtl_mvaus_and_the_folded_graph_stays_bit_exact(standalone_build, built):
     """FINN's standalone_thresholds passed through: thresholds become their own layers, MVAUs RTL (DSP-based)."""
     r = json.loads((standalone_build / "build_report.json").read_text())
     kinds = {layer["node"].rsplit("_", 1)[0] for layer in r["layers"]}
     assert {"MVAU_rtl", "Thresholding_rtl"} <= kinds and "MVAU_hls" not in kinds
     assert r["folded_verification"]["ok"] and r["meets_target"]
-    default = json.loads((lut_build / "build_report.json").read_text())
+    default = json.loads((built / "build_report.json").read_text())
     assert r["resources"]["DSP"] > default["resources"]["DSP"] and r["resources"]["LUT"] < default["resources"]["LUT"]
     assert r["inputs"]["standalone_thresholds"] is True and default["inputs"]["standalone_thresholds"] is False
 
@@ -328,14 +323,14 @@ def test_a_specialize_layers_json_is_applied_and_unknown_nodes_are_refused(tmp_p
                               specialize_layers=str(spec)), log=lambda *_: None)
 
 
-def test_the_max_utilisation_fit_never_fills_the_part_more_than_the_lut_search(tmp_path, export_dir, lut_build):
+def test_the_max_utilisation_fit_never_fills_the_part_more_than_the_lut_search(tmp_path, export_dir, built):
     """--fit max-utilisation: its largest LUT/BRAM18/DSP fraction is at most the LUT search's, its LUTs at least
     the LUT search's (which are minimal), and its folded graph is bit-exact like every build's."""
     from build.boards import board
 
     cap = board("ZCU104").resources()
     worst = lambda t: max(t[k] / cap[k] for k in ("LUT", "BRAM_18K", "DSP"))  # noqa: E731
-    lut = json.loads((lut_build / "build_report.json").read_text())["folding_search"]
+    lut = json.loads((built / "build_report.json").read_text())["folding_search"]
     out = build(BuildConfig(export_dir=str(export_dir), out=str(tmp_path / "fit"), target_fps=20_000,
                             fit="max-utilisation", impl="finn"), log=lambda *_: None)
     r = json.loads((out / "build_report.json").read_text())
