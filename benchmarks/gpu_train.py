@@ -42,6 +42,24 @@ def _model(filters: int, state: str, device, tiny: bool):
     return model.to(device)
 
 
+def cost_preflight() -> None:
+    """Score a tiny model's inference cost, as every training epoch does, before any timing or training.
+
+    Every epoch ends with Brevitas' QONNX export and qonnx's inference cost (onnxruntime): a GPU image
+    with another onnx (IR 14 under onnxruntime's 13) or without onnxoptimizer fails there, after the
+    first epoch's work. Fail here instead, in seconds, saying which wheels to bring."""
+    from train.cost import model_cost
+    from train.masks import init_masks
+    from train.model import ModelConfig, build_vgg10
+
+    try:
+        model_cost(init_masks(build_vgg10(ModelConfig(4, 4, 4, conv_filters=4, dense_units=8))).eval())
+    except Exception as e:  # noqa: BLE001 - any failure here is the environment's: say so in one line
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise RuntimeError(f"the per-epoch inference cost fails in this environment ({first[:200]}); install "
+                           "requirements.txt's onnx, onnxruntime, onnxoptimizer and qonnx pins") from None
+
+
 def measure(filters: int, state: str, speed, device, batch: int, warmup: int, steps: int, tiny: bool) -> dict:
     """frames/s of `steps` training steps after `warmup` (compilation included there)."""
     from radioml.classes import CLASSES, FRAME_LENGTH
@@ -84,6 +102,10 @@ def main(argv=None) -> int:
                                                           "each stops earlier at its plateau)")
     p.add_argument("--out", default="runs/gpu", help="directory of the reference runs and gpu_train.json (default: %(default)s)")
     p.add_argument("--no-train", action="store_true", help="part 1 only (frames/s)")
+    p.add_argument("--widths", default="64,32", help="conv filters of the timed models, comma-separated "
+                                                    "(default: %(default)s)")
+    p.add_argument("--states", default="stats,after", help="comma-separated: stats (statistics phase), after "
+                                                          "(fine-tuning) (default: %(default)s)")
     p.add_argument("--tiny", action="store_true", help="8- and 4-filter models, batch 8, 1+1 steps; an 8-filter ladder "
                                                        "rung of at most 2 epochs: a CPU check")
     a = p.parse_args(argv)
@@ -99,12 +121,18 @@ def main(argv=None) -> int:
             raise ValueError(f"--data {a.data}: no such file (part 2 trains the ladder on it; --no-train skips it)")
         if not a.no_train and not a.sandbox.is_file():
             raise ValueError(f"--sandbox {a.sandbox}: no such file (every rung starts from it)")
+        cost_preflight()
     except (RuntimeError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if a.tiny:
         a.batch_size, a.warmup, a.steps, a.epochs = 8, 1, 1, 2
-    widths = (8, 4) if a.tiny else (64, 32)
+    widths = (8, 4) if a.tiny else tuple(int(w) for w in a.widths.split(","))
+    states = [st for st in a.states.split(",") if st]
+    if not set(states) <= {"stats", "after"} or not widths or min(widths) < 1:
+        print(f"error: --widths {a.widths!r} / --states {a.states!r}: filter counts >= 1, states stats or after",
+              file=sys.stderr)
+        return 2
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_flags()
     print(f"device {device} ({gpu}); bf16 {'yes' if bf16_supported(device) else 'no'}; batch {a.batch_size}", flush=True)
     configs = [("eager fp32", SpeedConfig(precision="fp32", compile="false", fused=False)),
@@ -114,7 +142,7 @@ def main(argv=None) -> int:
         configs.append(("fused auto compiled", SpeedConfig(precision="auto", compile="true")))
     rows = []
     for filters in widths:
-        for state in ("stats", "after"):
+        for state in states:
             for name, speed in configs:
                 r = measure(filters, state, speed, device, a.batch_size, a.warmup, a.steps, a.tiny)
                 r["config"] = name

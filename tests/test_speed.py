@@ -65,6 +65,16 @@ def test_pruning_keeps_mask_buffers_and_hooks_in_place():
     assert sum(int(v.sum()) for v in after.values()) < sum(v.numel() for v in after.values())
 
 
+def test_marking_reads_each_quant_relus_grid_before_any_step():
+    """The fused forward's hot path holds no host sync: under torch.compile a `float(tensor)` there is a graph
+    break per QuantReLU."""
+    from train.fakequant import mark
+
+    m = mark(_model(True))
+    fused = [mod for mod in m.modules() if getattr(mod, "_fast_relu", False)]
+    assert len(fused) >= 7 and all(mod._max_int == 2.0 ** CFG.act_bits - 1 for mod in fused)
+
+
 def test_fused_training_step_keeps_forward_values():
     from train.speed import Step
 
@@ -142,3 +152,16 @@ def test_gpu_train_script_runs_on_the_cpu(tmp_path):
     rows = json.loads((tmp_path / "gpu_train.json").read_text())["rows"]
     assert len(rows) == 12 and all(r["frames_per_s"] > 0 for r in rows)
     assert {r["step"] for r in rows} == {"fp32", "fp32, fused"}
+
+
+def test_gpu_train_script_stops_in_one_line_where_the_epoch_cost_cannot_run(tmp_path):
+    """An image without onnxoptimizer (as a GPU machine's was) fails before any timing, not after an epoch."""
+    (tmp_path / "shadow").mkdir()
+    (tmp_path / "shadow" / "onnxoptimizer.py").write_text("raise ImportError('onnxoptimizer is not installed')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "shadow"), os.getcwd()])}
+    r = subprocess.run([sys.executable, "-m", "benchmarks.gpu_train", "--tiny", "--device", "cpu", "--no-train",
+                        "--out", str(tmp_path / "out")], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 2, r.stderr
+    err = r.stderr.strip().splitlines()
+    assert err[-1].startswith("error: the per-epoch inference cost fails") and "onnxoptimizer" in err[-1]
+    assert "frames/s" not in r.stdout and not (tmp_path / "out").exists()

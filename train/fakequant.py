@@ -72,9 +72,15 @@ def relu_fake_quant(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
     scale = tq.scaling_impl(stats_input, threshold)
     zero_point = tq.zero_point_impl(x, scale, bit_width)
     max_int = getattr(m, "_max_int", None)
-    if max_int is None:  # a constant of the module: read once, not a host sync every step
-        max_int = m._max_int = float(tq.int_quant.max_int(bit_width))
+    if max_int is None:  # unmarked module: a host sync (and, under torch.compile, a graph break) every call
+        max_int = float(tq.int_quant.max_int(bit_width))
     return _ReLUFakeQuant.apply(x, scale, zero_point, max_int)
+
+
+def max_int(m: nn.Module) -> float:
+    """The largest integer of QuantReLU `m`'s grid: a constant of its bit width, read once before any compiled step."""
+    tq = _tensor_quant(m)
+    return float(tq.int_quant.max_int(tq.msb_clamp_bit_width_impl()))
 
 
 def pair_poolable(m: nn.Module) -> bool:
@@ -97,7 +103,7 @@ def mark(model: nn.Module, pool_first: bool = True) -> nn.Module:
     """Flag the layers `block_forward` may run its own way (the model itself is unchanged)."""
     for m in model.modules():
         if fusable(m):
-            m._fast_relu = True
+            m._fast_relu, m._max_int = True, max_int(m)
         if pair_poolable(m):
             m._pair_pool, m._pool_first = True, pool_first
     return model
