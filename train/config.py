@@ -92,6 +92,9 @@ class TrainConfig:
     device: str = opt("auto", "auto (a GPU if there is one), cpu, cuda or cuda:N")
     threads: int = opt(0, "torch CPU threads (0: torch's default)")
     allow_other_data: bool = opt(False, "resume a run on another data file than the one it trained on")
+    sync_bn: bool = opt(False, "under torchrun: BatchNorm statistics of the whole global batch (all ranks, CPU or "
+                               "GPU), so N processes at --optim.batch_size B train as one process at B; off: each "
+                               "rank normalises by its own shard (DDP's default)")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

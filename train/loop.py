@@ -49,7 +49,8 @@ from .narrow import narrow
 from .saved_model import load_model, save_model
 from .results import write_metrics
 from .scheduler_factory import make_scheduler
-from .speed import Resident, Step, fits
+from .speed import Resident, Step, fits, training_forward
+from .sync_bn import sync_batchnorm
 
 log = logging.getLogger("train")
 
@@ -82,6 +83,44 @@ def _init_dist(device_pref: str) -> tuple[Dist, torch.device]:
     if device_pref == "auto":
         return Dist(), torch.device("cuda" if want_cuda else "cpu")
     return Dist(), torch.device(device_pref)
+
+
+def check_world(world: int, batch_size: int, n_train: int, n_feedback: int, n_test: int) -> None:
+    """Every rank needs frames of every global batch (the last one too) and of the feedback and test splits."""
+    if world == 1:
+        return
+    last = n_train % batch_size or batch_size
+    short = [f"{what} {n}" for what, n in (("--optim.batch_size", batch_size), ("the epoch's last batch", last),
+                                           ("the feedback split", n_feedback), ("the test split", n_test)) if n < world]
+    if short:
+        raise ValueError(f"--nproc_per_node {world}: more ranks than frames to share ({', '.join(short)}); "
+                         f"use at most {min(batch_size, last, n_feedback, n_test)} processes or a larger batch")
+
+
+def mask_digest(model: nn.Module) -> str:
+    """sha256 of every pruning mask of `model`, in module order."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, buf in model.named_buffers():
+        if name.endswith("_mask"):
+            h.update(name.encode() + buf.detach().cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
+def assert_same_masks(model: nn.Module, d: Dist, epoch: int) -> None:
+    """Under torchrun every rank must have pruned the same weights (each decides from the same all-reduced
+    feedback accuracy and the same weights): stop the job, naming the ranks, if any differs."""
+    if d.world == 1:
+        return
+    import torch.distributed as dist
+
+    digests = [None] * d.world
+    dist.all_gather_object(digests, mask_digest(model))
+    if len(set(digests)) > 1:
+        odd = [r for r, g in enumerate(digests) if g != digests[0]]
+        raise RuntimeError(f"epoch {epoch}: ranks {odd} pruned other weights than rank 0 (mask digests differ); "
+                           f"the ranks' models have diverged")
 
 
 def _barrier(d: Dist):
@@ -254,8 +293,10 @@ class Run:
         if self.dist.world == 1:
             return self.model
         if self._net is None or self._net[0] is not self.model:
+            if self.cfg.sync_bn:
+                sync_batchnorm(self.model)
             self._net = (self.model, nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None))
+                training_forward(self.model, self.cfg.train), device_ids=[self.device.index] if self.device.type == "cuda" else None))
         return self._net[1]
 
     def snapshot(self) -> dict:
@@ -297,6 +338,11 @@ class Run:
     def resume(self) -> None:
         """Continue from this run directory's checkpoint (same config only)."""
         ck = ckpt.load_checkpoint(self.ck_path)
+        if ck.get("world", 1) != self.dist.world:
+            raise ValueError(f"{self.ck_path}: written by a run of {ck.get('world', 1)} process(es), resumed with "
+                             f"{self.dist.world}: its ranks split each global batch and the RNG state is rank 0's, so "
+                             f"only the same world size continues it exactly; rerun with --nproc_per_node "
+                             f"{ck.get('world', 1)}")
         diff = semantic_diff(ck["config"], self.cfg.to_dict(), defaults=type(self.cfg)().to_dict())
         if diff:
             raise ValueError(f"{self.ck_path}: written by another config (differs in {', '.join(diff)}); "
@@ -351,7 +397,7 @@ class Run:
                          f"({self.cfg.model}); pass the same --model.* shape flags")
 
     def train_epoch(self, net: nn.Module) -> tuple[float, float]:
-        """One pass over the training split; (mean loss, accuracy) of this rank's frames."""
+        """One pass over the training split; (mean loss, accuracy) of its frames (all ranks')."""
         cfg, d, st = self.cfg, self.dist, self.state
         net.train()
         bs = cfg.optim.batch_size
@@ -386,6 +432,13 @@ class Run:
                                 p=f"{self.pruner.rate:.3g}")
             t_wait = time.perf_counter()
         bar.close()
+        if d.world > 1:  # the whole global batch's figures, as one process would log them
+            import torch.distributed as dist
+
+            totals = torch.stack([loss_sum, correct.double(), torch.tensor(float(seen), dtype=torch.float64,
+                                                                           device=self.device)])
+            dist.all_reduce(totals)
+            loss_sum, correct, seen = totals[0], totals[1], int(totals[2].item())
         return loss_sum.item() / max(seen, 1), correct.item() / max(seen, 1)
 
     def step(self, net: nn.Module) -> Step:
@@ -406,6 +459,7 @@ class Run:
                 st.rounds.append(_round_record(model, st, st.epoch, feedback_accuracy, self.cfg))
         if action.kind == "prune":
             removed = prune_step(model, action.amount, self.pruner.structure, self.cfg.prune.scope)
+            assert_same_masks(model, self.dist, st.epoch)
             st.rates_all.append(action.amount)
             st.rates_lineage.append(action.amount)
             if self.dist.main and self.pruner.structure == "filters":
@@ -430,7 +484,7 @@ class Run:
             "format": ckpt.FORMAT, "config": self.cfg.to_dict(),
             "current": self.snapshot(), "last_good": self.last_good,
             "pruner": self.pruner.state_dict(), "state": vars(self.state), "rng": torch.get_rng_state(),
-            "data": self._data_identity},
+            "data": self._data_identity, "world": self.dist.world},
             self.ck_path)
 
     @property
@@ -481,13 +535,14 @@ def _model_and_optimizers(model_cfg: ModelConfig, cfg: TrainConfig, device):
 def _new_run(cfg: TrainConfig) -> Run:
     """Seeded model, optimizer, schedulers and data of a fresh run (before any resume)."""
     d, device = _init_dist(cfg.device)
-    _setup_logging(Path(cfg.run_dir), d.main)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     ds = RadioMLFile(cfg.data.path, cfg.data.cache_dir)
     splits = _splits(ds, cfg)
+    check_world(d.world, cfg.optim.batch_size, len(splits.train_for(0)), len(splits.feedback), len(splits.test))
+    _setup_logging(Path(cfg.run_dir), d.main)
     model, opt, lr_sched = _model_and_optimizers(cfg.model, cfg, device)
     pruner = make_scheduler(cfg.prune.strategy, cfg.prune, cfg.optim.epochs_per_round, cfg.precision,
                             cfg.optim.stop_patience)

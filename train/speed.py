@@ -100,6 +100,14 @@ class _Forward(nn.Module):
         return block_forward(list(self.model), x)
 
 
+def training_forward(model: nn.Module, speed: SpeedConfig) -> nn.Module:
+    """The module whose forward a training step runs: the fused one where the levers allow, else the model.
+    DistributedDataParallel wraps this one, so N ranks compute what one process computes."""
+    if speed.fused and isinstance(model, nn.Sequential):
+        return _Forward(mark(model))
+    return model
+
+
 class Step:
     """A model's training forward with the configured levers; `__call__(x)` gives the logits."""
 
@@ -107,18 +115,19 @@ class Step:
         self.model, self.device = model, device
         self.dtype = autocast_dtype(speed, device)
         self.compiled = compiles(speed, device)
-        if wrapped is not None:  # DistributedDataParallel: its own forward, which syncs the gradients
-            fwd = wrapped
-        elif speed.fused and isinstance(model, nn.Sequential):
-            fwd = _Forward(mark(model))
-        else:
-            fwd = model
+        # DistributedDataParallel (wrapping training_forward's module): its forward syncs the gradients
+        fwd = wrapped if wrapped is not None else training_forward(model, speed)
         self.forward = torch.compile(fwd) if self.compiled else fwd
 
     @property
     def label(self) -> str:
         return (f"{'bf16 autocast' if self.dtype else 'fp32'}{', compiled' if self.compiled else ''}"
-                f"{', fused' if isinstance(getattr(self.forward, '_orig_mod', self.forward), _Forward) else ''}")
+                f"{', fused' if isinstance(self._inner, _Forward) else ''}")
+
+    @property
+    def _inner(self) -> nn.Module:
+        fwd = getattr(self.forward, "_orig_mod", self.forward)  # under torch.compile
+        return getattr(fwd, "module", fwd)  # under DistributedDataParallel
 
     def autocast(self):
         if self.dtype is None:

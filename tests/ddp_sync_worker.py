@@ -1,0 +1,79 @@
+"""A torchrun-style worker for tests/test_distributed.py (gloo, CPU): rank r holds half of one batch.
+
+`bn`: GlobalBatchNorm1d on each half against one BatchNorm1d on the whole batch (outputs, input and
+parameter gradients, running statistics). `masks`: the masks' digest check with rank 1's mask changed."""
+import json
+import os
+import sys
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+def bn(out: str) -> None:
+    rank, world = dist.get_rank(), dist.get_world_size()
+    from train.sync_bn import sync_batchnorm
+
+    torch.manual_seed(0)
+    x = torch.randn(8, 5, 16) * 3 + 1
+    g = torch.randn(8, 5, 16)
+    one = nn.BatchNorm1d(5)
+    with torch.no_grad():
+        one.weight.uniform_(0.5, 2)
+        one.bias.uniform_(-1, 1)
+    many = nn.Sequential(nn.BatchNorm1d(5))
+    many[0].load_state_dict(one.state_dict())
+    assert sync_batchnorm(many) == 1
+    xw = x.clone().requires_grad_()
+    (one(xw) * g).sum().backward()
+    xs = x[rank::world].clone().requires_grad_()
+    ys = many(xs)
+    (ys * g[rank::world]).sum().backward()
+    grads = torch.cat([many[0].weight.grad, many[0].bias.grad])
+    dist.all_reduce(grads)  # the parameter gradient of the whole batch: the ranks' sum
+    parts = [None] * world
+    dist.all_gather_object(parts, (ys.detach(), xs.grad))
+    if rank == 0:
+        y = torch.empty(8, 5, 16)
+        gx = torch.empty(8, 5, 16)
+        for r, (yr, gr) in enumerate(parts):
+            y[r::world], gx[r::world] = yr, gr
+        with torch.no_grad():
+            ref = one(x)  # a second training forward of `one` moves its running stats once more: compare first
+        err = {"y": float((y - ref).abs().max()), "x_grad": float((gx - xw.grad).abs().max()),
+               "param_grad": float((grads - torch.cat([one.weight.grad, one.bias.grad])).abs().max())}
+        one2 = nn.BatchNorm1d(5)
+        one2.train()(x)
+        err["running_mean"] = float((many[0].running_mean - one2.running_mean).abs().max())
+        err["running_var"] = float((many[0].running_var - one2.running_var).abs().max())
+        err["y_scale"] = float(ref.abs().max())
+        with open(out, "w") as f:
+            json.dump(err, f)
+
+
+def masks(out: str) -> None:
+    from train.loop import Dist, assert_same_masks
+    from train.masks import init_masks
+    from train.model import ModelConfig, build_vgg10
+
+    rank, world = dist.get_rank(), dist.get_world_size()
+    torch.manual_seed(0)
+    model = init_masks(build_vgg10(ModelConfig(conv_filters=4, dense_units=8)))
+    assert_same_masks(model, Dist(rank, world), 1)  # the same: passes
+    if rank == 1:
+        next(b for n, b in model.named_buffers() if n.endswith("weight_mask"))[0].zero_()
+    try:
+        assert_same_masks(model, Dist(rank, world), 2)
+        msg = None
+    except RuntimeError as e:
+        msg = str(e)
+    with open(f"{out}.{rank}", "w") as f:
+        json.dump({"error": msg}, f)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    dist.init_process_group("gloo")
+    {"bn": bn, "masks": masks}[sys.argv[1]](sys.argv[2])
+    dist.destroy_process_group()
