@@ -35,8 +35,8 @@ def test_ranks_that_pruned_different_weights_stop_the_job_naming_them(tmp_path):
         assert msg.startswith("epoch 2: ranks [1] pruned other weights than rank 0"), msg
 
 
-FMP = ["--train.fused", "false", "--prune.strategy", "fmp", "--prune.floor", "0", "--prune.max_rounds", "3", "--optim.epochs_per_round", "1",
-       "--prune.cost_every_round", "false"]
+FMP = ["--train.fused", "false", "--prune.strategy", "fmp", "--prune.floor", "0", "--prune.max_rounds", "3",
+       "--optim.epochs_per_round", "1", "--prune.cost_every_round", "false"]
 
 
 @pytest.mark.slow

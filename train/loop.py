@@ -296,7 +296,8 @@ class Run:
             if self.cfg.sync_bn:
                 sync_batchnorm(self.model)
             self._net = (self.model, nn.parallel.DistributedDataParallel(
-                training_forward(self.model, self.cfg.train), device_ids=[self.device.index] if self.device.type == "cuda" else None))
+                training_forward(self.model, self.cfg.train),
+                device_ids=[self.device.index] if self.device.type == "cuda" else None))
         return self._net[1]
 
     def snapshot(self) -> dict:
