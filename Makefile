@@ -15,9 +15,13 @@ REF64  := models/ladder/f64/model.pt
 REF32  := models/ladder/f32/model.pt
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: env demo test bench table3 clean-demo
+.PHONY: env env-dist demo test bench table3 clean-demo
 
 env: $(STAMP)
+
+# optional: Ray for --executor ray (tests/test_ray.py runs where it is installed)
+env-dist: $(STAMP) requirements-dist.txt
+	$(PY) -m pip install -q -r requirements-dist.txt
 
 $(STAMP): requirements.txt requirements-finn.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -66,3 +66,13 @@ def test_strategy_names_and_widths():
     with pytest.raises(ValueError, match="unknown strategy 'fmp-channels'"):
         parse_strategy("fmp-channels")
     assert compact_widths([24, 24, 24, 20, 16, 16]) == "24x3,20,16x2"
+
+
+def test_strategies_become_independent_units_with_each_hybrid_after_its_filter_run():
+    from train.compare import strategy_chains
+
+    assert strategy_chains(["imp", "fmp", "fmp-filters", "fmp-hybrid"]) == [["imp"], ["fmp"], ["fmp-filters",
+                                                                                                "fmp-hybrid"]]
+    assert strategy_chains(["fmp-hybrid", "fmp-filters"]) == [["fmp-hybrid"], ["fmp-filters"]]  # nothing to continue
+    assert strategy_chains(["imp-filters", "fmp-filters", "imp-hybrid"]) == [["imp-filters", "imp-hybrid"],
+                                                                           ["fmp-filters"]]

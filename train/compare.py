@@ -8,6 +8,8 @@
    model's feedback accuracy (a synthetic set's ceiling is not RadioML's, so the
    paper's 56% floor means nothing there).
 3. Runs each strategy from that start, each in its own run directory (resumable).
+   With --executor ray each strategy is a Ray task (a hybrid in the same task as the filter run it
+   continues), asking for --threads CPUs (a GPU where training runs on CUDA); the table is the serial one.
 4. Prints and saves the table: strategy, bits, widths, pruning steps, eta, bit-ops %,
    weight-bits %, cost, accuracy; and one trajectory figure with every strategy.
 
@@ -28,6 +30,7 @@ from pathlib import Path
 from radioml.cli import run_main
 
 from .config import PruneConfig, add_config_flags, config_from_args
+from .executor import Unit, add_executor_flags, connect, run_units
 from .results import read_metrics, write_compare
 
 
@@ -114,6 +117,7 @@ def main(argv=None) -> int:
     p.add_argument("--pretrain-epochs", type=int, default=5, help="dense epochs before pruning starts (default: %(default)s)")
     p.add_argument("--floor-relative", type=float, default=None,
                    help="floor = this x the dense model's feedback accuracy (overrides --prune.floor)")
+    add_executor_flags(p)
     add_config_flags(p)
     a = p.parse_args(argv)
 
@@ -128,8 +132,9 @@ def main(argv=None) -> int:
             load_model(a.reference_init)
         if a.reference_filters < 0 or a.pretrain_epochs < 0:
             raise ValueError("--reference-filters and --pretrain-epochs must be >= 0")
+        connect(a.executor, a.ray_address)  # before any work: Ray there and its cluster reachable
         result = run_comparison(base, Path(a.out), strategies, a.pretrain_epochs, a.floor_relative,
-                                a.reference_filters, a.reference_init)
+                                a.reference_filters, a.reference_init, a.executor, a.ray_address)
         print(f"\nfeedback split: {result['rows'][0]['feedback_split']}; floor {result['floor']:.4f}; runs in {a.out}")
         print(table(result["rows"]))
 
@@ -149,10 +154,45 @@ def _dense(base, run_dir: Path, epochs: int, init_from=None, **model_changes) ->
     return read_metrics(run_dir)
 
 
-def run_comparison(base, out: Path, strategies: list[str], pretrain_epochs: int, floor_relative,
-                   reference_filters: int = 0, reference_init=None) -> dict:
-    """Dense start, each strategy from it, and an optional dense reference; returns {floor, rows}."""
+def continued_from(s: str, strategies: list[str]) -> str | None:
+    """The filter-pruning run a hybrid strategy continues (unstructured, from its final model), if it ran first."""
+    strategy, structure = parse_strategy(s)
+    first = f"{strategy}-filters"
+    return first if structure == "hybrid" and first in strategies[:strategies.index(s)] else None
+
+
+def strategy_chains(strategies: list[str]) -> list[list[str]]:
+    """The strategies as independent units: a hybrid runs after (in the same unit as) the filter run it continues."""
+    chains: list[list[str]] = []
+    for s in strategies:
+        first = continued_from(s, strategies)
+        chain = next((c for c in chains if first in c), None) if first else None
+        chains[chains.index(chain)].append(s) if chain else chains.append([s])
+    return chains
+
+
+def run_chain(base, out: Path, chain: list[str], floor: float) -> dict:
+    """Train (or resume, or find finished) each strategy of one chain from the dense start; their metrics."""
     from .loop import train
+
+    metrics = {}
+    for s in chain:
+        cfg = copy.deepcopy(base)
+        cfg.prune.strategy, cfg.prune.structure = parse_strategy(s)
+        cfg.prune.floor = floor
+        cfg.init_from, cfg.run_dir = str(out / "dense"), str(out / s)
+        first = continued_from(s, chain)
+        if first:  # the hybrid's filter phase is that run: continue from its final model, unstructured
+            cfg.prune.structure, cfg.init_from = "unstructured", str(out / first)
+        train(cfg)
+        metrics[s] = read_metrics(out / s)
+    return metrics
+
+
+def run_comparison(base, out: Path, strategies: list[str], pretrain_epochs: int, floor_relative,
+                   reference_filters: int = 0, reference_init=None, executor: str = "local",
+                   address: str | None = None) -> dict:
+    """Dense start, each strategy from it, and an optional dense reference; returns {floor, rows}."""
     from .plots import plot_trajectory
 
     md = _dense(base, out / "dense", pretrain_epochs, base.init_from)
@@ -161,20 +201,14 @@ def run_comparison(base, out: Path, strategies: list[str], pretrain_epochs: int,
         floor = floor_relative * md["history"][-1]["feedback_accuracy"]
     rows, metrics = [summary_row("dense (start)", md, out / "dense")], {}
     rows[0]["met_floor"] = rows[0]["feedback_accuracy"] >= floor  # judged against the floor just set
+    units = [Unit(",".join(chain), run_chain, (base, out, chain, floor), cpus=max(1, base.threads),
+                  gpu=base.resolved_device().type == "cuda") for chain in strategy_chains(strategies)]
+    for done in run_units(units, executor, address):
+        metrics.update(done)
     for s in strategies:
-        cfg = copy.deepcopy(base)
-        cfg.prune.strategy, cfg.prune.structure = parse_strategy(s)
-        cfg.prune.floor = floor
-        cfg.init_from, cfg.run_dir = str(out / "dense"), str(out / s)
-        filters_run = f"{cfg.prune.strategy}-filters"
-        continued = cfg.prune.structure == "hybrid" and filters_run in metrics
-        if continued:  # the hybrid's filter phase is that run: continue from its final model, unstructured
-            cfg.prune.structure, cfg.init_from = "unstructured", str(out / filters_run)
-        train(cfg)
-        metrics[s] = read_metrics(out / s)
         rows.append(summary_row(s, metrics[s], out / s))
-        if continued:  # count both phases
-            first = next(r for r in rows if r["strategy"] == filters_run)
+        if continued_from(s, strategies):  # count both phases
+            first = next(r for r in rows if r["strategy"] == continued_from(s, strategies))
             rows[-1]["structure"] = "hybrid"
             for k in ("steps_kept", "steps_all"):
                 rows[-1][k] += first[k]
