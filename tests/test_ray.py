@@ -2,34 +2,74 @@
 (requirements-dist.txt, `make env-dist`; CI installs it)."""
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
 pytest.importorskip("ray")
 
 TINY = ["--model.conv_filters", "8", "--model.dense_units", "16", "--optim.batch_size", "128",
-        "--data.val_fraction", "0.3", "--optim.epochs_per_round", "1", "--prune.max_rounds", "1", "--threads", "1",
+        "--data.val_fraction", "0.3", "--optim.epochs_per_round", "1", "--prune.max_rounds", "2", "--threads", "1",
         "--pretrain-epochs", "1", "--floor-relative", "0.5", "--strategies", "imp,fmp-filters,fmp-hybrid"]
 
 
-def _compare(out, data, *extra):
+def _compare(out, data, *extra, wait=True):
     cmd = [sys.executable, "-m", "train.compare", "--out", str(out), "--data.path", str(data), *TINY, *extra]
-    return subprocess.run(cmd, env={**os.environ, "PYTHONPATH": os.getcwd()}, capture_output=True, text=True,
-                          timeout=900)
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    if not wait:
+        return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+
+
+def _ray_workers(strategy: str) -> list[int]:
+    """Process ids of the Ray workers running the task of `strategy` (Ray titles them ray::TASK, a task named by
+    its chain of strategies)."""
+    pids = []
+    for d in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            title = open(f"/proc/{d}/cmdline", "rb").read().decode(errors="replace").split("\0")[0]
+        except OSError:
+            continue
+        if title.startswith("ray::") and strategy in title[5:].split(","):
+            pids.append(int(d))
+    return pids
+
+
+def _kill_a_worker_mid_run(out, proc, timeout=600) -> str:
+    """SIGKILL the Ray worker of the first strategy run that has checkpointed an epoch and not finished."""
+    from train import checkpoint as ckpt
+
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        for run in sorted(p for p in out.glob("*") if p.name != "dense"):
+            ck = run / "checkpoint.pt"
+            if ck.exists() and not (run / "metrics.json").exists() and ckpt.load_checkpoint(ck)["state"]["epoch"] >= 1:
+                pids = _ray_workers(run.name)
+                if pids:
+                    os.kill(pids[0], signal.SIGKILL)
+                    return run.name
+        time.sleep(0.2)
+    raise AssertionError("no strategy run was caught mid-way")
 
 
 @pytest.mark.slow
-def test_ray_tasks_give_the_serial_table(tmp_path, tiny_file):
-    """imp and the filters-then-hybrid chain as two Ray tasks: the same table, figures and widths as one process."""
+def test_ray_tasks_give_the_serial_table_after_a_worker_is_killed(tmp_path, tiny_file):
+    """imp and the filters-then-hybrid chain as two Ray tasks, one worker SIGKILLed mid-run: the task is retried,
+    resumes from its checkpoint, and the table, figures and widths are the serial run's."""
     serial = _compare(tmp_path / "serial", tiny_file)
     assert serial.returncode == 0, serial.stderr[-2000:]
-    ray = _compare(tmp_path / "ray", tiny_file, "--executor", "ray")
-    assert ray.returncode == 0, ray.stderr[-2000:]
-    assert (tmp_path / "ray" / "table.txt").read_text() == (tmp_path / "serial" / "table.txt").read_text()
+    out = tmp_path / "ray"
+    proc = _compare(out, tiny_file, "--executor", "ray", wait=False)
+    killed = _kill_a_worker_mid_run(out, proc)
+    _, err = proc.communicate(timeout=900)
+    assert proc.returncode == 0, err[-2000:]
+    assert "resumed" in (out / killed / "train.log").read_text()
+    assert (out / "table.txt").read_text() == (tmp_path / "serial" / "table.txt").read_text()
     a = json.loads((tmp_path / "serial" / "compare.json").read_text())["rows"]
-    b = json.loads((tmp_path / "ray" / "compare.json").read_text())["rows"]
+    b = json.loads((out / "compare.json").read_text())["rows"]
     drop = ("run_dir",)
     assert [{k: v for k, v in r.items() if k not in drop} for r in a] == \
         [{k: v for k, v in r.items() if k not in drop} for r in b]
