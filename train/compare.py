@@ -167,7 +167,10 @@ def strategy_chains(strategies: list[str]) -> list[list[str]]:
     for s in strategies:
         first = continued_from(s, strategies)
         chain = next((c for c in chains if first in c), None) if first else None
-        chains[chains.index(chain)].append(s) if chain else chains.append([s])
+        if chain is not None:
+            chain.append(s)
+        else:
+            chains.append([s])
     return chains
 
 
