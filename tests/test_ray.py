@@ -88,3 +88,18 @@ def test_ray_address_without_the_ray_executor_is_refused(tmp_path, tiny_file):
     r = _compare(tmp_path / "out", tiny_file, "--ray-address", "auto")
     assert r.returncode == 2 and r.stderr.strip().endswith("error: --ray-address needs --executor ray")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_table3_on_ray_gives_the_serial_table(tmp_path, tiny_file):
+    """Table 3's rows as Ray tasks (FMP at 4 bits; FMP at 3 bits then its precision search): the serial table."""
+    args = ["--bits", "4", "3", "--pretrain-epochs", "1", "--data.path", str(tiny_file), "--prune.floor", "0",
+            "--no-imp", "--model.conv_filters", "8", "--model.dense_units", "16", "--optim.batch_size", "128",
+            "--data.val_fraction", "0.3", "--optim.epochs_per_round", "1", "--prune.max_rounds", "1", "--threads", "1"]
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    for name, extra in (("serial", []), ("ray", ["--executor", "ray"])):
+        r = subprocess.run([sys.executable, "-m", "train.table3", "--out", str(tmp_path / name), *args, *extra],
+                           env=env, capture_output=True, text=True, timeout=900)
+        assert r.returncode == 0, r.stderr[-2000:]
+    text = (tmp_path / "ray" / "table3.txt").read_text()
+    assert text == (tmp_path / "serial" / "table3.txt").read_text() and "FMP 3-bit + precision search" in text

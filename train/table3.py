@@ -31,6 +31,7 @@ from radioml.cli import run_main
 
 from .compare import _dense, summary_row, table
 from .config import add_config_flags, config_from_args
+from .executor import Unit, add_executor_flags, connect, run_units
 from .results import read_metrics, write_compare
 
 
@@ -51,8 +52,13 @@ def _pruned(cfg, out: Path, name: str, strategy: str, floor: float, init_from: s
     return summary_row(name, read_metrics(out / name), out / name)
 
 
+def run_rows(base, out: Path, specs: list[tuple], floor: float) -> list[dict]:
+    """Train (or resume, or find finished) the rows of one unit, in order: (bits, name, strategy, init_from)."""
+    return [_pruned(_at_bits(base, b), out, name, strategy, floor, init) for b, name, strategy, init in specs]
+
+
 def run_table3(base, out: Path, bits: list[int], pretrain_epochs: int, floor_relative,
-               imp: bool = True, mixed: bool = True) -> dict:
+               imp: bool = True, mixed: bool = True, executor: str = "local", address: str | None = None) -> dict:
     """Every row of the table; returns {floor, rows} (rows as train.compare's, plus `row` and `start`)."""
     order = sorted(set(bits))  # the lowest width first: it sets the floor
     lowest = order[0]
@@ -62,16 +68,21 @@ def run_table3(base, out: Path, bits: list[int], pretrain_epochs: int, floor_rel
         starts[b] = summary_row(f"dense {b}-bit", md, out / f"dense-{b}b")
         if b == lowest and floor_relative is not None:
             floor = floor_relative * md["history"][-1]["feedback_accuracy"]
-    rows = []
-    for b in sorted(bits, reverse=True):
-        row = _pruned(_at_bits(base, b), out, f"fmp-{b}b", "fmp", floor, str(out / f"dense-{b}b"))
-        rows.append({**row, "row": f"FMP {b}-bit", "start": starts[b]})
+    # the pruned rows as independent units (train.executor): each FMP width, the IMP row, and the precision
+    # search in the unit of the lowest width's FMP run that it starts from
+    fmp = {b: (b, f"fmp-{b}b", "fmp", str(out / f"dense-{b}b")) for b in bits}
+    chains = [[fmp[b]] + ([(lowest, f"fmp-{lowest}b-mixed", "precision", str(out / f"fmp-{lowest}b"))]
+                          if b == lowest and mixed else []) for b in reversed(order)]
     if imp:
-        row = _pruned(_at_bits(base, lowest), out, f"imp-{lowest}b", "imp", floor, str(out / f"dense-{lowest}b"))
-        rows.append({**row, "row": f"IMP {lowest}-bit", "start": starts[lowest]})
+        chains.append([(lowest, f"imp-{lowest}b", "imp", str(out / f"dense-{lowest}b"))])
+    units = [Unit(",".join(spec[1] for spec in chain), run_rows, (base, out, chain, floor),
+                  cpus=max(1, base.threads), gpu=base.resolved_device().type == "cuda") for chain in chains]
+    done = {row["strategy"]: row for result in run_units(units, executor, address) for row in result}
+    rows = [{**done[f"fmp-{b}b"], "row": f"FMP {b}-bit", "start": starts[b]} for b in reversed(order)]
+    if imp:
+        rows.append({**done[f"imp-{lowest}b"], "row": f"IMP {lowest}-bit", "start": starts[lowest]})
     if mixed:
-        row = _pruned(_at_bits(base, lowest), out, f"fmp-{lowest}b-mixed", "precision", floor,
-                      str(out / f"fmp-{lowest}b"))
+        row = done[f"fmp-{lowest}b-mixed"]
         fmp_row = next(r for r in rows if r["strategy"] == f"fmp-{lowest}b")
         for k in ("steps_kept", "steps_all", "eta_measured", "eta_eq3_all", "eta_eq3_kept"):
             row[k] = fmp_row[k]  # no weights pruned in the precision stage: the FMP model's figures
@@ -135,14 +146,16 @@ def main(argv=None) -> int:
                    help="floor = this x the lowest width's dense feedback accuracy (overrides --prune.floor)")
     p.add_argument("--no-imp", action="store_true", help="leave out the IMP row")
     p.add_argument("--no-mixed", action="store_true", help="leave out the mixed-precision row")
+    add_executor_flags(p)
     add_config_flags(p)
     a = p.parse_args(argv)
 
     def work():
         if min(a.bits) < 2:
             raise ValueError(f"--bits: every width must be >= 2, got {a.bits}")
+        connect(a.executor, a.ray_address)  # before any work: Ray there and its cluster reachable
         result = run_table3(config_from_args(a), Path(a.out), a.bits, a.pretrain_epochs, a.floor_relative,
-                            not a.no_imp, not a.no_mixed)
+                            not a.no_imp, not a.no_mixed, a.executor, a.ray_address)
         print()
         print(table3_text(result))
         print(f"runs, table3.json, cost_vs_bits.png in {a.out}; FINN estimates: python -m build.compare {a.out}")
