@@ -339,11 +339,11 @@ class Run:
     def resume(self) -> None:
         """Continue from this run directory's checkpoint (same config only)."""
         ck = ckpt.load_checkpoint(self.ck_path)
-        if ck.get("world", 1) != self.dist.world:
-            raise ValueError(f"{self.ck_path}: written by a run of {ck.get('world', 1)} process(es), resumed with "
+        written_by = ck.get("world", 1)  # checkpoints before the world size was recorded: one process
+        if written_by != self.dist.world:
+            raise ValueError(f"{self.ck_path}: written by a run of {written_by} process(es), resumed with "
                              f"{self.dist.world}: its ranks split each global batch and the RNG state is rank 0's, so "
-                             f"only the same world size continues it exactly; rerun with --nproc_per_node "
-                             f"{ck.get('world', 1)}")
+                             f"only the same world size continues it exactly; rerun with --nproc_per_node {written_by}")
         diff = semantic_diff(ck["config"], self.cfg.to_dict(), defaults=type(self.cfg)().to_dict())
         if diff:
             raise ValueError(f"{self.ck_path}: written by another config (differs in {', '.join(diff)}); "
