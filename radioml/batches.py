@@ -12,6 +12,7 @@ from __future__ import annotations
 import queue
 import threading
 from dataclasses import dataclass
+from itertools import islice
 from typing import Iterable, Iterator
 
 import numpy as np
@@ -139,6 +140,32 @@ def batch_order(indices: np.ndarray, batch_size: int = 1024, *, shuffle: bool = 
             pend = np.concatenate([pend, shuffled[at:]])
     if len(pend) and not drop_last:
         yield pend
+
+
+def iter_rank_batches(ds: RadioMLFile, indices: np.ndarray, batch_size: int, rank: int, world: int, *,
+                      buffer_frames: int = 65536, **order) -> Iterator[Batch]:
+    """Rank `rank`'s share of each Batch `iter_batches` yields with the same arguments (its rows
+    `rank::world`), reading only those frames: under torchrun each rank reads 1/world of an epoch and
+    holds at most buffer_frames/world of its frames."""
+    if not 0 <= rank < world:
+        raise ValueError(f"rank {rank} is not in 0..{world - 1}")
+    if world == 1:
+        yield from iter_batches(ds, indices, batch_size, buffer_frames=buffer_frames, **order)
+        return
+    batches = batch_order(indices, batch_size, buffer_frames=buffer_frames, **order)
+    per_read = max(buffer_frames // batch_size, 1)
+    while True:
+        shares = [b[rank::world] for b in islice(batches, per_read)]
+        if not shares:
+            return
+        want = np.concatenate(shares)
+        in_file_order = np.argsort(want, kind="stable")
+        frames = np.empty((len(want), FRAME_LENGTH, 2), np.float32)
+        frames[in_file_order] = ds.frames.read(want[in_file_order])
+        at = 0
+        for share in shares:
+            yield _make_batch(ds, share, frames[at:at + len(share)])
+            at += len(share)
 
 
 def prefetch(batches: Iterable, depth: int = 2) -> Iterator:

@@ -67,6 +67,36 @@ def test_batch_order_is_the_order_iter_batches_reads(small_file):
                 np.testing.assert_array_equal(a, b)
 
 
+def test_a_rank_reads_only_its_rows_of_each_global_batch(small_file):
+    """Under torchrun each rank gets rows rank::world of the batches one process trains on, and reads from the
+    file only those frames (no rank reads the whole epoch)."""
+    from radioml.batches import iter_rank_batches
+
+    with RadioMLFile(small_file) as ds:
+        train = ds.split().train
+        real_read, read = ds.frames.read, []
+
+        def counting_read(idx, out=None):
+            read.append(np.asarray(idx).copy())
+            return real_read(idx, out)
+
+        for kw in (dict(shuffle=True, seed=3, epoch=1, buffer_frames=1000), dict(shuffle=False, buffer_frames=512)):
+            whole = list(iter_batches(ds, train, 96, **kw))
+            for rank in (0, 1, 2):
+                read.clear()
+                ds.frames.read = counting_read
+                shares = list(iter_rank_batches(ds, train, 96, rank, 3, **kw))
+                ds.frames.read = real_read
+                assert len(shares) == len(whole) >= 3, kw
+                for share, b in zip(shares, whole):
+                    np.testing.assert_array_equal(share.idx, b.idx[rank::3])
+                    np.testing.assert_array_equal(share.x, b.x[rank::3])
+                    np.testing.assert_array_equal(share.y, b.y[rank::3])
+                assert np.array_equal(np.sort(np.concatenate(read)), np.sort(np.concatenate([s.idx for s in shares])))
+        with pytest.raises(ValueError, match="rank 3 is not in 0..2"):
+            next(iter_rank_batches(ds, train, 96, 3, 3))
+
+
 def test_shuffled_batches_cover_split_once_and_are_deterministic(small_file):
     with RadioMLFile(small_file) as ds:
         sp = ds.split()

@@ -1,8 +1,10 @@
 """torchrun on this machine's CPUs (gloo): BatchNorm over the global batch, the masks' check, world-size resume."""
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -10,10 +12,12 @@ from tests.conftest import kill_at_epoch
 from tests.test_training import SMALL, run_train
 
 
-def _torchrun(*args, timeout=300):
+def _torchrun(*args, timeout=300, wait=True):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *args]
-    return subprocess.run(cmd, env={**os.environ, "PYTHONPATH": os.getcwd()}, capture_output=True, text=True,
-                          timeout=timeout)
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    if not wait:
+        return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def test_global_batchnorm_on_two_ranks_is_one_batchnorm_over_the_whole_batch(tmp_path):
@@ -39,21 +43,71 @@ FMP = ["--train.fused", "false", "--prune.strategy", "fmp", "--prune.floor", "0"
        "--optim.epochs_per_round", "1", "--prune.cost_every_round", "false"]
 
 
+def _descendants(pid: int) -> list[int]:
+    children = {}
+    for d in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            ppid = int(open(f"/proc/{d}/stat").read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(d))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def _rank_pid(launcher: int, rank: int) -> int | None:
+    """The process id of torchrun worker `rank` under the launcher process (its environment names the rank)."""
+    for pid in _descendants(launcher):
+        try:
+            env = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
+        except OSError:
+            continue
+        if f"RANK={rank}".encode() in env and b"TORCHELASTIC_RUN_ID=" in b"\0".join(env):
+            return pid
+    return None
+
+
+def _kill_rank_at_epoch(proc, checkpoint, rank: int, epoch: int, timeout: float = 600) -> None:
+    from train import checkpoint as ckpt
+
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if checkpoint.exists() and ckpt.load_checkpoint(checkpoint)["state"]["epoch"] >= epoch:
+            pid = _rank_pid(proc.pid, rank)
+            if pid is not None:
+                os.kill(pid, signal.SIGKILL)
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"rank {rank} was not caught after epoch {epoch} (launcher exit {proc.poll()})")
+
+
 @pytest.mark.slow
 def test_two_ranks_with_global_batchnorm_train_and_prune_as_one_process_at_the_same_global_batch(tmp_path, tiny_file):
     """Global batch 128 (SMALL) split over 2 gloo ranks with --sync_bn: the losses and feedback accuracies of one
     process at batch 128, the same pruning decisions and the same masks (1,248 training frames: every shard even).
     Both without the fused step's pool-before-quantise: it sends a gradient to the larger raw value of a pair, so
-    floating-point-level differences of the BatchNorm sums move it between exactly tied values."""
+    floating-point-level differences of the BatchNorm sums move it between exactly tied values. The 2-rank job
+    loses rank 1 to a SIGKILL after its first epoch: torchrun stops the job with an error, and the same command
+    resumes it from rank 0's checkpoint to the one-process result."""
     import torch
 
     start = tmp_path / "start"
     run_train(tmp_path, start, tiny_file, "--prune.strategy", "none", "--optim.epochs_per_round", "1")
     one, two = tmp_path / "one", tmp_path / "two"
     run_train(tmp_path, one, tiny_file, "--init_from", str(start / "model.pt"), *FMP)
-    r = _torchrun("-m", "train", "--data.path", str(tiny_file), "--run_dir", str(two), *SMALL, "--init_from",
-                  str(start / "model.pt"), *FMP, "--sync_bn", "true", timeout=600)
+    args = ("-m", "train", "--data.path", str(tiny_file), "--run_dir", str(two), *SMALL, "--init_from",
+            str(start / "model.pt"), *FMP, "--sync_bn", "true")
+    job = _torchrun(*args, wait=False)
+    _kill_rank_at_epoch(job, two / "checkpoint.pt", rank=1, epoch=1)
+    _, err = job.communicate(timeout=300)
+    assert job.returncode != 0 and "FAILED" in err and not (two / "metrics.json").exists(), err[-3000:]
+    r = _torchrun(*args, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
+    assert "resumed" in (two / "train.log").read_text()
     ha = json.loads((one / "metrics.json").read_text())["history"]
     hb = json.loads((two / "metrics.json").read_text())["history"]
     assert [h["action"] for h in ha] == [h["action"] for h in hb] and len(ha) == 4

@@ -139,6 +139,18 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, tiny_file):
     assert [h["feedback_accuracy"] for h in ma["history"]] == [h["feedback_accuracy"] for h in mb["history"]]
 
 
+def test_a_finished_run_rerun_rewrites_nothing(tmp_path, tiny_file):
+    """Rerunning a finished run's command (a sweep rerun to resume its unfinished rows) leaves its files as they
+    were: no re-scoring, no new model.pt, metrics.json or plots."""
+    run = tmp_path / "run"
+    run_train(tmp_path, run, tiny_file, "--prune.strategy", "none", "--optim.epochs_per_round", "1")
+    mine = ("model.pt", "metrics.json", "checkpoint.pt", "confusion.png")
+    before = {n: ((run / n).read_bytes(), (run / n).stat().st_mtime_ns) for n in mine}
+    r = run_train(tmp_path, run, tiny_file, "--prune.strategy", "none", "--optim.epochs_per_round", "1")
+    assert {n: ((run / n).read_bytes(), (run / n).stat().st_mtime_ns) for n in mine} == before
+    assert "nothing to redo" in (run / "train.log").read_text(), r.stderr[-2000:]
+
+
 @pytest.mark.slow
 def test_torchrun_data_parallel_on_two_cpu_processes(tmp_path, tiny_file):
     """The same command under torchrun: DistributedDataParallel (gloo on CPU), rank 0 writes."""

@@ -7,7 +7,7 @@ with the accuracy, act on its decision, write a checkpoint. Re-running the same
 command resumes from that checkpoint and reaches the same result.
 
 Runs on CPU, one GPU, or several GPUs under torchrun (DistributedDataParallel:
-every rank trains on its slice of each global batch and scores its share of the
+every rank reads and trains on its rows of each global batch, and scores its share of the
 feedback and test splits with rank 0's BatchNorm statistics: `sharded_predict`). The training step's speed
 levers (fused QuantReLU, bf16 autocast, torch.compile, resident data) are
 train/speed.py's; evaluation and checkpoints stay float32 and eager: Brevitas'
@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from radioml.batches import batch_order, iter_batches, prefetch
+from radioml.batches import batch_order, iter_batches, iter_rank_batches, prefetch
 from radioml.classes import FRAME_LENGTH
 from radioml.atomic import write_json
 from radioml.cli import first_line
@@ -406,11 +406,11 @@ class Run:
         step = self.step(net)
         order = dict(shuffle=True, seed=cfg.seed, epoch=st.epoch, buffer_frames=cfg.data.buffer_frames)
         if self.resident is not None:
-            it = (self.resident.batch(idx[d.rank::d.world]) for idx in batch_order(frames, bs, **order))
-        else:
-            it = ((torch.from_numpy(b.x[d.rank::d.world]).to(self.device, non_blocking=True),
-                   torch.from_numpy(b.y[d.rank::d.world]).to(self.device, non_blocking=True))
-                  for b in prefetch(iter_batches(self.ds, frames, bs, **order), 3))
+            it = (self.resident.batch(idx) for idx in batch_order(frames, bs, **order))
+        else:  # each rank reads only its rows of every global batch
+            it = ((torch.from_numpy(b.x).to(self.device, non_blocking=True),
+                   torch.from_numpy(b.y).to(self.device, non_blocking=True))
+                  for b in prefetch(iter_rank_batches(self.ds, frames, bs, d.rank, d.world, **order), 3))
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         correct = torch.zeros((), dtype=torch.int64, device=self.device)
         seen = 0
@@ -547,7 +547,9 @@ def _new_run(cfg: TrainConfig) -> Run:
     model, opt, lr_sched = _model_and_optimizers(cfg.model, cfg, device)
     pruner = make_scheduler(cfg.prune.strategy, cfg.prune, cfg.optim.epochs_per_round, cfg.precision,
                             cfg.optim.stop_patience)
-    resident = Resident(ds, splits.train, device) if fits(len(splits.train), FRAME_LENGTH, cfg.train, device) else None
+    # under torchrun a rank reads only its share of each epoch instead of holding the whole split
+    held = d.world == 1 and fits(len(splits.train), FRAME_LENGTH, cfg.train, device)
+    resident = Resident(ds, splits.train, device) if held else None
     return Run(cfg, d, device, ds, splits, model, opt, lr_sched, pruner, resident=resident)
 
 
@@ -573,6 +575,11 @@ def _train(cfg: TrainConfig) -> Path:
         run.resume()
     elif cfg.init_from:
         run.start_from(cfg.init_from)
+    if _already_finished(run):
+        log.info(f"finished at epoch {run.state.epoch}: {cfg.run_dir}/metrics.json and model.pt are this run's; "
+                 f"nothing to redo")
+        run.ds.close()
+        return Path(cfg.run_dir)
     if getattr(run.pruner, "started", True) is False:  # the precision search ranks the start model's layers
         from .precision import layer_figures
 
@@ -597,6 +604,22 @@ def _train(cfg: TrainConfig) -> Path:
     _barrier(dist)
     run.ds.close()
     return Path(cfg.run_dir)
+
+
+def _already_finished(run: Run) -> bool:
+    """A rerun of a finished run: its checkpoint is done and its metrics are that final state's (re-scoring
+    the test split would only spend minutes and overwrite the run's own figures, such as its data wait)."""
+    from radioml.artifacts import ArtifactError
+
+    from .results import read_metrics
+
+    run_dir = Path(run.cfg.run_dir)
+    if not (run.state.done and (run_dir / "metrics.json").exists() and (run_dir / "model.pt").exists()):
+        return False
+    try:
+        return read_metrics(run_dir)["epochs"] == run.state.epoch
+    except (ArtifactError, KeyError):
+        return False
 
 
 def _finish(run: Run, res: dict):
