@@ -122,6 +122,32 @@ def test_two_ranks_with_global_batchnorm_train_and_prune_as_one_process_at_the_s
     assert pruned and all(torch.equal(ma[k] == 0, mb[k] == 0) for k in pruned)
 
 
+@pytest.mark.slow
+def test_a_compare_sweep_under_torchrun_trains_every_run_on_both_ranks_and_prunes_as_one_process(tmp_path, tiny_file):
+    """`torchrun -m train.compare`: one process group for all the sweep's runs, rank 0 the only writer of the
+    table; the same pruning decisions and weights kept as the serial sweep (same global batch, --sync_bn)."""
+    start = tmp_path / "start"
+    run_train(tmp_path, start, tiny_file, "--prune.strategy", "none", "--optim.epochs_per_round", "1")
+    sweep = ["--data.path", str(tiny_file), *SMALL, "--init_from", str(start / "model.pt"), "--pretrain-epochs", "0",
+             "--strategies", "imp,fmp", "--floor-relative", "0.5", "--train.fused", "false", "--sync_bn", "true",
+             "--optim.epochs_per_round", "1", "--prune.max_rounds", "2", "--prune.cost_every_round", "false"]
+    one = subprocess.run([sys.executable, "-m", "train.compare", "--out", str(tmp_path / "one"), *sweep],
+                         env={**os.environ, "PYTHONPATH": os.getcwd()}, capture_output=True, text=True, timeout=600)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = _torchrun("-m", "train.compare", "--out", str(tmp_path / "two"), *sweep, timeout=600)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert two.stdout.count("feedback split:") == 1  # one rank prints the table
+    ra = json.loads((tmp_path / "one" / "compare.json").read_text())["rows"]
+    rb = json.loads((tmp_path / "two" / "compare.json").read_text())["rows"]
+    assert [r["strategy"] for r in rb] == ["dense (start)", "imp", "fmp"] == [r["strategy"] for r in ra]
+    for a, b in zip(ra, rb):
+        assert (a["eta_measured"], a["steps_kept"], a["met_floor"]) == (b["eta_measured"], b["steps_kept"],
+                                                                        b["met_floor"]), (a, b)
+        assert abs(a["accuracy"] - b["accuracy"]) <= 3 / 1000, (a, b)
+    r = _torchrun("-m", "train.compare", "--out", str(tmp_path / "ray"), *sweep, "--executor", "ray")
+    assert r.returncode != 0 and "error: --executor ray under torchrun" in r.stderr
+
+
 def test_a_resume_with_another_world_size_is_refused_in_one_line_and_writes_nothing(tmp_path, tiny_file):
     run = tmp_path / "run"
     p = run_train(tmp_path, run, tiny_file, *FMP, wait=False)

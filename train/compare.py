@@ -27,10 +27,11 @@ import dataclasses
 import sys
 from pathlib import Path
 
+from radioml.atomic import write_text
 from radioml.cli import run_main
 
 from .config import PruneConfig, add_config_flags, config_from_args
-from .executor import Unit, add_executor_flags, connect, run_units
+from .executor import Unit, add_executor_flags, connect, main_process, run_units
 from .results import read_metrics, write_compare
 
 
@@ -135,8 +136,10 @@ def main(argv=None) -> int:
         connect(a.executor, a.ray_address)  # before any work: Ray there and its cluster reachable
         result = run_comparison(base, Path(a.out), strategies, a.pretrain_epochs, a.floor_relative,
                                 a.reference_filters, a.reference_init, a.executor, a.ray_address)
-        print(f"\nfeedback split: {result['rows'][0]['feedback_split']}; floor {result['floor']:.4f}; runs in {a.out}")
-        print(table(result["rows"]))
+        if main_process():
+            print(f"\nfeedback split: {result['rows'][0]['feedback_split']}; floor {result['floor']:.4f}; runs in "
+                  f"{a.out}")
+            print(table(result["rows"]))
 
     return run_main(work)
 
@@ -223,10 +226,11 @@ def run_comparison(base, out: Path, strategies: list[str], pretrain_epochs: int,
                     conv_filters=reference_filters, conv_widths=None)
         rows.append(summary_row(f"dense {reference_filters} filters (reference)", mr, out / name))
         rows[-1]["met_floor"] = rows[-1]["feedback_accuracy"] >= floor
-    plot_trajectory(metrics, out / "trajectory.png")
     result = {"floor": floor, "rows": rows}
-    write_compare(out, result)
-    (out / "table.txt").write_text(table(rows) + "\n")
+    if main_process():
+        plot_trajectory(metrics, out / "trajectory.png")
+        write_compare(out, result)
+        write_text(out / "table.txt", table(rows) + "\n")
     return result
 
 

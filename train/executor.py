@@ -46,6 +46,9 @@ def connect(executor: str, address: str | None = None) -> None:
         if address is not None:
             raise ValueError("--ray-address needs --executor ray")
         return
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError("--executor ray under torchrun: every rank would start the same tasks; run the sweep "
+                         "once (Ray gives each task its device), or torchrun with --executor local")
     try:
         import ray
     except ImportError:
@@ -63,6 +66,12 @@ def connect(executor: str, address: str | None = None) -> None:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ValueError(f"--ray-address {address or os.environ.get('RAY_ADDRESS', '(local)')}: cannot join a Ray "
                          f"cluster there ({first[:160]})") from None
+
+
+def main_process() -> bool:
+    """Whether this process writes a sweep's summary files: always, except on ranks other than 0 of a torchrun
+    job (every rank trains the sweep's runs together; one writes)."""
+    return os.environ.get("RANK", "0") == "0"
 
 
 def reachable(address: str | None, timeout: float = 5.0) -> None:

@@ -75,7 +75,8 @@ def _init_dist(device_pref: str) -> tuple[Dist, torch.device]:
         import torch.distributed as dist
 
         d = Dist(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group("nccl" if want_cuda else "gloo")
+        if not dist.is_initialized():  # a sweep (train.compare, train.table3) trains its runs in one job
+            dist.init_process_group("nccl" if want_cuda else "gloo")
         device = torch.device(f"cuda:{d.local_rank}") if want_cuda else torch.device("cpu")
         if want_cuda:
             torch.cuda.set_device(device)

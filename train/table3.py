@@ -31,7 +31,7 @@ from radioml.cli import run_main
 
 from .compare import _dense, summary_row, table
 from .config import add_config_flags, config_from_args
-from .executor import Unit, add_executor_flags, connect, run_units
+from .executor import Unit, add_executor_flags, connect, main_process, run_units
 from .results import read_metrics, write_compare
 
 
@@ -90,10 +90,11 @@ def run_table3(base, out: Path, bits: list[int], pretrain_epochs: int, floor_rel
     for r in rows:
         r["met_floor"] = r["met_floor"] and r["feedback_accuracy"] >= floor
     result = {"floor": floor, "bits": order, "rows": rows}
-    write_json(out / "table3.json", result)
-    write_compare(out, {"floor": floor, "rows": [{k: v for k, v in r.items() if k != "start"} for r in rows]})
-    write_text(out / "table3.txt", table3_text(result) + "\n")
-    plot_cost_vs_bits(result, out / "cost_vs_bits.png")
+    if main_process():
+        write_json(out / "table3.json", result)
+        write_compare(out, {"floor": floor, "rows": [{k: v for k, v in r.items() if k != "start"} for r in rows]})
+        write_text(out / "table3.txt", table3_text(result) + "\n")
+        plot_cost_vs_bits(result, out / "cost_vs_bits.png")
     return result
 
 
@@ -156,9 +157,10 @@ def main(argv=None) -> int:
         connect(a.executor, a.ray_address)  # before any work: Ray there and its cluster reachable
         result = run_table3(config_from_args(a), Path(a.out), a.bits, a.pretrain_epochs, a.floor_relative,
                             not a.no_imp, not a.no_mixed, a.executor, a.ray_address)
-        print()
-        print(table3_text(result))
-        print(f"runs, table3.json, cost_vs_bits.png in {a.out}; FINN estimates: python -m build.compare {a.out}")
+        if main_process():
+            print()
+            print(table3_text(result))
+            print(f"runs, table3.json, cost_vs_bits.png in {a.out}; FINN estimates: python -m build.compare {a.out}")
 
     return run_main(work)
 
