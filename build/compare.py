@@ -16,6 +16,10 @@ common target, the accuracy/LUT frontier drawn). An export is reused only if it 
 same model (the digest of its tensors) checked on the same data and frames, a build only if
 its recorded inputs (board, clock, rate or cap, folding, the export's graph) are this run's:
 an interrupted run resumes, a retrained model or another --board is redone.
+
+With --executor ray each row (its export and both builds) is a Ray task of one CPU (the stage
+computes on CPUs), writing only RUNS/hardware/<row>; a task retried after its worker died reuses
+what the dead one finished. The table, JSON and plot are written here, in the rows' order.
 """
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ from pathlib import Path
 
 from radioml.atomic import atomic_path, write_json, write_text
 from radioml.cli import run_main
+from train.executor import Unit, add_executor_flags, connect, run_units
 
 from .boards import BOARDS
 from .config import BuildConfig, fraction
@@ -146,11 +151,30 @@ def plot_accuracy_vs_lut(rows: list[dict], path: Path, board: str, target_fps: i
     plt.close(fig)
 
 
-def compare_hardware(runs: Path, board: str, target_fps: int, util_cap: float, data: str | None = None,
-                     check_frames: int = 32, log=print) -> list[dict]:
-    """Export and estimate every row of runs/compare.json; write the table, JSON and plot."""
+def hardware_unit(row: dict, runs: Path, board: str, target_fps: int, util_cap: float, data: str | None,
+                  check_frames: int, log=None) -> dict:
+    """One row of compare.json exported and estimated (at the target, at max) into its own directory; its
+    hardware_row. A unit of work (train.executor): a rerun reuses a finished export and builds."""
     from train.config import load_config
-    from train.results import read_compare, read_metrics
+    from train.results import read_metrics
+
+    quiet = lambda *_: None  # noqa: E731
+    run_dir = Path(row["run_dir"])
+    metrics = read_metrics(run_dir)
+    cfg = load_config(run_dir / "config.json")
+    hw = runs / "hardware" / slug(row["strategy"])
+    (log or quiet)(f"{row['strategy']}: export and FINN estimates -> {hw}")
+    exp = export_checked(str(run_dir), hw / "export", data or cfg.data.path, check_frames, quiet)
+    at_target = estimate(exp, hw / "build-target", board, quiet, target_fps=target_fps)
+    at_max = estimate(exp, hw / "build-max", board, quiet, max_fps=True, util_cap=util_cap)
+    return hardware_row(row, metrics, at_target, at_max)
+
+
+def compare_hardware(runs: Path, board: str, target_fps: int, util_cap: float, data: str | None = None,
+                     check_frames: int = 32, log=print, executor: str = "local", address: str | None = None
+                     ) -> list[dict]:
+    """Export and estimate every row of runs/compare.json; write the table, JSON and plot."""
+    from train.results import read_compare
 
     runs = Path(runs)
     if check_frames < 1:
@@ -158,18 +182,11 @@ def compare_hardware(runs: Path, board: str, target_fps: int, util_cap: float, d
     if target_fps < 1:
         raise ValueError(f"--target-fps must be >= 1, got {target_fps}")
     cmp_ = read_compare(runs)
-    rows = []
-    quiet = lambda *_: None  # noqa: E731
-    for row in cmp_["rows"]:
-        run_dir = Path(row["run_dir"])
-        metrics = read_metrics(run_dir)
-        cfg = load_config(run_dir / "config.json")
-        hw = runs / "hardware" / slug(row["strategy"])
-        log(f"{row['strategy']}: export and FINN estimates -> {hw}")
-        exp = export_checked(str(run_dir), hw / "export", data or cfg.data.path, check_frames, quiet)
-        at_target = estimate(exp, hw / "build-target", board, quiet, target_fps=target_fps)
-        at_max = estimate(exp, hw / "build-max", board, quiet, max_fps=True, util_cap=util_cap)
-        rows.append(hardware_row(row, metrics, at_target, at_max))
+    connect(executor, address)  # before any work: Ray there and its cluster reachable
+    here = {"log": log} if executor == "local" else {}  # a Ray worker's output goes nowhere
+    units = [Unit(slug(row["strategy"]), hardware_unit, (row, runs, board, target_fps, util_cap, data, check_frames),
+                  kwargs=here) for row in cmp_["rows"]]
+    rows = run_units(units, executor, address)
     text = table(rows, board, target_fps, util_cap)
     write_json(runs / "hardware.json", {"board": board, "target_fps": target_fps, "util_cap": util_cap, "rows": rows})
     write_text(runs / "hardware.txt", text + "\n")
@@ -190,12 +207,13 @@ def main(argv=None) -> int:
                    help="max-fps builds: fraction of the part's LUT, BRAM18 and DSP the layers may use (default: %(default)s)")
     p.add_argument("--data", default=None, help="RadioML-layout file for the export checks (default: each run's data.path)")
     p.add_argument("--check-frames", type=int, default=32, help="test frames each export check runs (default: %(default)s)")
+    add_executor_flags(p)
     a = p.parse_args(argv)
     from export.finn_env import XilinxToolMissing
     from export.golden import ExportCheckFailed
 
     return run_main(lambda: compare_hardware(Path(a.runs), a.board, a.target_fps, a.util_cap, a.data,
-                                             a.check_frames) and None,
+                                             a.check_frames, executor=a.executor, address=a.ray_address) and None,
                     (ValueError, OSError, RuntimeError, XilinxToolMissing, ExportCheckFailed))
 
 

@@ -5,6 +5,7 @@ import typing
 from dataclasses import asdict, dataclass
 
 from build.boards import BOARDS
+from train.executor import EXECUTORS
 from train.fields import opt
 
 
@@ -60,6 +61,11 @@ class SearchConfig:
     threads: int = opt(0, "torch CPU threads (0: torch's default)", within="[0, 4096]")
     estimate_workers: int = opt(0, "processes converting candidate shapes for FINN's estimates at once (0: one per "
                                    "CPU core; 1: in the search's own process)", within="[0, 4096]")
+    executor: str = opt("local", "where each step's candidate measurements and its fine-tuning run: here (local) or "
+                                 "as Ray tasks of --threads CPUs (at least 1) each (ray; the same frontier)", EXECUTORS)
+    ray_address: typing.Optional[str] = opt(None, "with --executor ray: the cluster to join (auto, or HOST:PORT of "
+                                                  "`ray start --head`; default: RAY_ADDRESS, else a cluster of this "
+                                                  "machine's CPUs started for the search)")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -77,7 +83,8 @@ def absent_defaults() -> dict:
 
 
 # fields that do not change the result: a resumed search may differ in these (more steps continue it)
-NON_SEMANTIC = {"out", "threads", "estimate_workers", "estimate_cache", "alternatives", "data", "max_steps"}
+NON_SEMANTIC = {"out", "threads", "estimate_workers", "estimate_cache", "alternatives", "data", "max_steps",
+                "executor", "ray_address"}
 
 
 def validate(cfg: SearchConfig) -> SearchConfig:

@@ -24,11 +24,16 @@ points, after each step, atomically), points/NN/model.pt (each kept model),
 frontier.json/png, the estimate cache. A killed search rerun with the same command goes on
 from its last finished step: seeds depend on (seed, step), and the kept model is reloaded
 from its model.pt in both cases, so the resumed frontier equals an uninterrupted one.
+
+The units of work (train.executor) are each candidate's probe accuracy and the chosen move's
+fine-tuning: here one after another (--executor local), or as Ray tasks (ray). They read the last
+kept model.pt and the data file and write nothing; the estimates and every file stay with the search.
 """
 from __future__ import annotations
 
 import copy
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -37,6 +42,7 @@ import torch
 
 from radioml.artifacts import ArtifactError, need, read_artifact, write_artifact
 from radioml.atomic import write_text
+from train.executor import Unit, connect, run_units
 
 from .config import NON_SEMANTIC, SearchConfig, absent_defaults, validate
 from .estimates import LayerEstimates, Shape
@@ -46,6 +52,76 @@ from .schedule import FeedbackSearch
 STATE_FORMAT = "amc-hw-search/1"
 OWN_BEFORE_STATE = {"layer_estimates.json", "points"}  # what a search writes before its first search.json
 log = logging.getLogger("compress")
+
+
+_DATA: dict = {}  # this process's open data files: opening one scans every label (a Ray worker runs many units)
+_MODEL: dict = {}  # the last model a unit of this process read: every probe of a step starts from it
+
+
+def _dataset(path: str):
+    from radioml.dataset import RadioMLFile
+
+    if path not in _DATA:
+        _DATA[path] = RadioMLFile(path)
+    return _DATA[path]
+
+
+def _close_dataset(path: str) -> None:
+    ds = _DATA.pop(path, None)
+    if ds is not None:
+        ds.close()
+
+
+def _last_good(path: str):
+    """(model, ModelConfig) of a kept model.pt; reread only when the file changed. apply_move leaves it as it was."""
+    from train.saved_model import load_model
+
+    st = Path(path).stat()
+    key = (str(path), st.st_mtime_ns, st.st_size)
+    if key not in _MODEL:
+        _MODEL.clear()
+        _MODEL[key] = load_model(path)[:2]
+    return _MODEL[key]
+
+
+def probe_accuracy(model_path: str, move: Move, data: str, probe: np.ndarray, threads: int) -> float:
+    """A unit: the accuracy on the probe frames right after `move`, before any fine-tuning."""
+    from .finetune import accuracy
+
+    if threads > 0:  # the serial run's thread count: the same sums, the same accuracy
+        torch.set_num_threads(threads)
+    model, mcfg = _last_good(model_path)
+    moved, _ = apply_move(model, mcfg, move)
+    return accuracy(moved, _dataset(data), probe)
+
+
+def finetune_move(model_path: str, move: Move, cfg: SearchConfig, k: int, floor: float) -> tuple[dict, object, list]:
+    """A unit: step k's move fine-tuned with distillation until the feedback accuracy meets `floor` (at most
+    cfg.epochs_per_step epochs); (its state dict, its ModelConfig, the feedback accuracy after each epoch).
+    Seeded by (seed, k) alone: a task retried after its worker died repeats it exactly."""
+    from train.saved_model import load_model
+
+    from .finetune import accuracy, epoch_frames, train_epoch
+
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    ds = _dataset(cfg.data)
+    split = ds.split(None, cfg.val_fraction)
+    teacher, _, _ = load_model(cfg.start)
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    torch.manual_seed(cfg.seed * 100_003 + k)
+    model, mcfg = apply_move(*_last_good(model_path), move)
+    opt, accs = None, []
+    for e in range(cfg.epochs_per_step):
+        frames = epoch_frames(split.train, cfg.train_subset, cfg.seed, k, e)
+        opt, _ = train_epoch(model, teacher, ds, frames, lr=cfg.lr, batch_size=cfg.batch_size,
+                             kd_weight=cfg.kd_weight, kd_temperature=cfg.kd_temperature, seed=cfg.seed * 1000 + k,
+                             epoch_key=e, optimizer=opt, desc=f"step {k} epoch {e + 1}")
+        accs.append(accuracy(model, ds, split.val))
+        if accs[-1] >= floor:
+            break
+    return model.state_dict(), mcfg, accs
 
 
 def _check_state(body: dict, path) -> dict:
@@ -59,7 +135,6 @@ class Search:
 
     def __init__(self, cfg: SearchConfig, log_fn=None):
         from build.boards import board
-        from radioml.dataset import RadioMLFile
         from train.saved_model import load_model
 
         self.cfg = validate(cfg)
@@ -69,12 +144,10 @@ class Search:
         self.clock_ns = cfg.clock_ns or self.board.clock_ns
         if cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
-        self.teacher, self.start_cfg, _ = load_model(cfg.start)
-        for p in self.teacher.parameters():
-            p.requires_grad_(False)
-        self.ds = RadioMLFile(cfg.data)
+        self.start_model, self.start_cfg, _ = load_model(cfg.start)
+        self.ds = _dataset(cfg.data)  # shared with the units run in this process
         split = self.ds.split(None, cfg.val_fraction)
-        self.train_idx, self.feedback, self.test = split.train, split.val, split.test
+        self.feedback, self.test = split.val, split.test
         pick = np.linspace(0, len(self.feedback) - 1, min(cfg.probe_frames, len(self.feedback))).round().astype(int)
         self.probe = self.feedback[np.unique(pick)]
         self.est = None  # opened once the search's own settings are checked (open)
@@ -90,6 +163,12 @@ class Search:
         from .finetune import accuracy
 
         return accuracy(model, self.ds, idx)
+
+    def _run(self, units: list) -> list:
+        return run_units(units, self.cfg.executor, self.cfg.ray_address)
+
+    def _unit(self, name: str, fn, *args) -> Unit:
+        return Unit(name, fn, args, cpus=max(1, self.cfg.threads))  # the units compute on CPUs (finetune.py)
 
     def point(self, name: str, model, mcfg, model_path: str, feedback: float | None = None) -> dict:
         shape = Shape.of(mcfg)
@@ -158,7 +237,7 @@ class Search:
             return
         self.out.mkdir(parents=True, exist_ok=True)
         self._open_estimates()
-        self.model, self.mcfg = copy.deepcopy(self.teacher), self.start_cfg
+        self.model, self.mcfg = copy.deepcopy(self.start_model), self.start_cfg
         start_acc = self.accuracy(self.model, self.feedback)
         floor = self.cfg.floor if self.cfg.floor is not None else self.cfg.floor_relative * start_acc
         model_path = self._save_point(0, self.model, self.mcfg)
@@ -198,21 +277,18 @@ class Search:
         self.est.fill(shape, [m.change() for m in moves])
         base = self.hardware(shape)["objective"]
         base_acc = self.accuracy(self.model, self.probe)
-        out = []
-        for m in moves:
-            saving = base - self.hardware(m.shape_after(shape))["objective"]
-            drop = 0.0
-            if saving > 0:
-                moved, _ = apply_move(self.model, self.mcfg, m)
-                drop = base_acc - self.accuracy(moved, self.probe)
-            out.append((m, saving, drop))
-        return out
+        savings = [base - self.hardware(m.shape_after(shape))["objective"] for m in moves]
+        probed = [i for i, saving in enumerate(savings) if saving > 0]  # a move that saves nothing is not taken
+        k = self.schedule.steps + 1
+        accs = dict(zip(probed, self._run([self._unit(f"step {k} probe {i}", probe_accuracy, self.state["last_good"],
+                                                      moves[i], self.cfg.data, self.probe, self.cfg.threads)
+                                           for i in probed])))
+        return [(m, saving, base_acc - accs[i] if i in accs else 0.0)
+                for i, (m, saving) in enumerate(zip(moves, savings))]
 
     def step(self) -> bool:
         """One move tried (kept or rolled back); False once the search is done."""
-        from train.saved_model import load_model
-
-        from .finetune import epoch_frames, train_epoch
+        from train.saved_model import load_model, model_from_state
 
         t0 = time.perf_counter()
         k = self.schedule.steps + 1
@@ -226,24 +302,14 @@ class Search:
         saving, drop = next((s, d) for m, s, d in measured if m == move)
         self.say(f"step {k}: {move.label(shape)} (saves {self._saving_text(saving)}, costs {drop:+.4f} probe "
                  f"accuracy before fine-tuning; {len(measured)} moves measured)")
-        torch.manual_seed(self.cfg.seed * 100_003 + k)
-        model, mcfg = apply_move(self.model, self.mcfg, move)
-        opt, accs = None, []
-        for e in range(self.cfg.epochs_per_step):
-            frames = epoch_frames(self.train_idx, self.cfg.train_subset, self.cfg.seed, k, e)
-            opt, _ = train_epoch(model, self.teacher, self.ds, frames, lr=self.cfg.lr, batch_size=self.cfg.batch_size,
-                                 kd_weight=self.cfg.kd_weight, kd_temperature=self.cfg.kd_temperature,
-                                 seed=self.cfg.seed * 1000 + k, epoch_key=e, optimizer=opt,
-                                 desc=f"step {k} epoch {e + 1}")
-            accs.append(self.accuracy(model, self.feedback))
-            if accs[-1] >= self.state["floor"]:
-                break
+        state, mcfg, accs = self._run([self._unit(f"step {k} fine-tune", finetune_move, self.state["last_good"], move,
+                                                  self.cfg, k, self.state["floor"])])[0]
         kept = accs[-1] >= self.state["floor"]
         rec = {"step": k, "move": move.to_dict(), "label": move.label(shape), "saving": saving, "probe_drop": drop,
                "feedback": accs, "kept": kept, "seconds": round(time.perf_counter() - t0, 1)}
         if kept:
             self.schedule.kept(move)
-            path = self._save_point(len(self.state["points"]), model, mcfg)
+            path = self._save_point(len(self.state["points"]), model_from_state(mcfg, state), mcfg)
             self.model, self.mcfg, _ = load_model(path)  # the same model a resumed search continues from
             self.state["last_good"] = path
             p = self.point(f"step {k}", self.model, self.mcfg, path, accs[-1])
@@ -281,11 +347,12 @@ class Search:
         finally:
             if self.est is not None:
                 self.est.close()
+            _close_dataset(self.cfg.data)
+            _MODEL.clear()
         from .frontier import read_frontier, table
 
         body = read_frontier(self.out)
         self.say(table(body))
-        self.ds.close()
         return body
 
 
@@ -306,6 +373,9 @@ def check_inputs(cfg: SearchConfig) -> None:
     from radioml.dataset import RadioMLFile
 
     validate(cfg)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError("compress under torchrun: every rank would run the same search into the same --out; run it "
+                         "once (its fine-tunes are single-process; --executor ray spreads its units over a cluster)")
     clock_ns = cfg.clock_ns or board(cfg.board).clock_ns
     if int(1e9 / clock_ns / cfg.target_fps) < 1:
         raise ValueError(f"--target-fps {cfg.target_fps:,}: more than one frame per {clock_ns:g} ns clock cycle")
@@ -322,5 +392,6 @@ def search(cfg: SearchConfig, log_fn=None) -> dict:
     from radioml.publish import dir_lock
 
     check_inputs(cfg)
+    connect(cfg.executor, cfg.ray_address)  # before --out is touched: Ray there and its cluster reachable
     with dir_lock(Path(cfg.out), "--out"):
         return Search(cfg, log_fn).run()

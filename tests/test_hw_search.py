@@ -282,3 +282,14 @@ def test_a_max_utilisation_search_shrinks_the_largest_share_and_its_cache_serves
     assert "largest share" in (tmp_path / "s" / "frontier.txt").read_text()
     with pytest.raises(ValueError, match="impl_search.*estimates for the max-utilisation objective"):
         search(_search_cfg(tmp_path / "lut", start, tiny_file, cache), log_fn=lambda *_: None)
+
+
+def test_a_search_launched_under_torchrun_is_refused_before_anything_is_written(tmp_path, tiny_file, estimate_cache,
+                                                                                   monkeypatch):
+    from compress.search import search
+
+    start = _save(_model(SMALL, seed=5), SMALL, tmp_path / "start" / "model.pt")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ValueError, match=r"^compress under torchrun: every rank would run the same search"):
+        search(_search_cfg(tmp_path / "out", start, tiny_file, estimate_cache), log_fn=lambda *_: None)
+    assert not (tmp_path / "out").exists()

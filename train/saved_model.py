@@ -62,6 +62,14 @@ def _load_state(model: nn.Module, state: dict, where) -> None:
                          f"(missing {list(res.missing_keys)[:3]}, unexpected {list(res.unexpected_keys)[:3]})")
 
 
+def model_from_state(cfg: ModelConfig, state: dict, where="a state dict") -> nn.Module:
+    """The eval-mode deployable model of `cfg` holding `state`: a model.pt's tensors, or a model's state sent
+    from another process."""
+    model = build_vgg10(cfg)
+    _load_state(model, state, where)
+    return model.eval()
+
+
 def load_model(src: str | Path) -> tuple[nn.Module, ModelConfig, str]:
     """(eval-mode deployable model, its ModelConfig, a description) from a run directory,
     its model.pt or a training checkpoint.pt; a filter-pruned checkpoint comes back narrowed."""
@@ -84,9 +92,7 @@ def load_model(src: str | Path) -> tuple[nn.Module, ModelConfig, str]:
         if obj["format"] == MODEL_FORMAT and tensor_digest(obj["model"]) != obj["digest"]:
             raise ValueError(f"{p}: its tensors do not match the digest written with them (corrupt or edited)")
         cfg = _model_config(obj["config"]["model"], p)
-        model = build_vgg10(cfg)
-        _load_state(model, obj["model"], p)
-        return model.eval(), cfg, f"{p} (final model)"
+        return model_from_state(cfg, obj["model"], p), cfg, f"{p} (final model)"
     _need_keys(obj, ("config", "current", "last_good", "state"), p)
     snap, what = held_model(obj)
     cfg = _model_config(snap.get("model_cfg", obj["config"]["model"]), p)  # the precision search changes bits
