@@ -15,7 +15,7 @@ REF64  := models/ladder/f64/model.pt
 REF32  := models/ladder/f32/model.pt
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: env env-dist demo test bench table3 clean-demo
+.PHONY: env env-dist demo test test-dist bench table3 clean-demo
 
 env: $(STAMP)
 
@@ -51,6 +51,10 @@ table3: $(STAMP) $(DATA)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --dist loadfile
+
+# the tests that start several processes (torchrun ranks, a local Ray cluster): after `make test`
+test-dist: env-dist
+	$(PY) -m pytest -q -m distributed
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.reader_vs_sandbox

@@ -11,6 +11,8 @@ import pytest
 from tests.conftest import kill_at_epoch
 from tests.test_training import SMALL, run_train
 
+pytestmark = pytest.mark.distributed  # torchrun ranks: make test-dist
+
 
 def _torchrun(*args, timeout=300, wait=True):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *args]
@@ -123,7 +125,7 @@ def test_two_ranks_with_global_batchnorm_train_and_prune_as_one_process_at_the_s
 
 
 @pytest.mark.slow
-def test_a_compare_sweep_under_torchrun_trains_every_run_on_both_ranks_and_prunes_as_one_process(tmp_path, tiny_file):
+def test_a_compare_sweep_under_torchrun_trains_on_both_ranks_and_prunes_as_one_process(tmp_path, tiny_file):
     """`torchrun -m train.compare`: one process group for all the sweep's runs, rank 0 the only writer of the
     table; the same pruning decisions and weights kept as the serial sweep (same global batch, --sync_bn)."""
     start = tmp_path / "start"

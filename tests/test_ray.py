@@ -10,6 +10,7 @@ import time
 import pytest
 
 pytest.importorskip("ray")
+pytestmark = pytest.mark.distributed
 
 TINY = ["--model.conv_filters", "8", "--model.dense_units", "16", "--optim.batch_size", "128",
         "--data.val_fraction", "0.3", "--optim.epochs_per_round", "1", "--prune.max_rounds", "2", "--threads", "1",

@@ -152,6 +152,7 @@ def test_a_finished_run_rerun_rewrites_nothing(tmp_path, tiny_file):
 
 
 @pytest.mark.slow
+@pytest.mark.distributed
 def test_torchrun_data_parallel_on_two_cpu_processes(tmp_path, tiny_file):
     """The same command under torchrun: DistributedDataParallel (gloo on CPU), rank 0 writes."""
     run = tmp_path / "ddp"
