@@ -52,6 +52,10 @@ class SearchConfig:
                         within="(0, 1)")
     min_weight_bits: int = opt(2, "no layer's weights go below this many bits", within="[2, 8]")
     min_act_bits: int = opt(2, "no activation goes below this many bits", within="[2, 8]")
+    max_polyphase: int = opt(4, "front-end moves: while the last good model does not reach the target rate, a "
+                                "standard front end may become polyphase with 2 or 4 I/Q samples a clock, up to this "
+                                "many (1: never; the move past the one-sample-a-clock ceiling, about 244,000 frames/s "
+                                "at 250 MHz)", (1, 2, 4))
     max_steps: int = opt(40, "upper bound on moves tried (rolled-back ones included)", within="[1, 100000]")
     alternatives: typing.Optional[typing.Tuple[str, ...]] = opt(None, "other trained models scored beside the "
                                                                       "frontier (comma-separated model.pt paths)")
@@ -74,7 +78,7 @@ class SearchConfig:
 
 
 # what a field absent from a search state written before it existed stood for (what the older code did)
-WRITTEN_BEFORE = {"fit": "lut"}
+WRITTEN_BEFORE = {"fit": "lut", "max_polyphase": 1}
 
 
 def absent_defaults() -> dict:

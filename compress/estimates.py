@@ -82,12 +82,16 @@ class Shape:
         return [self.signature(k) for k in range(len(self.weight_bits))]
 
     def with_change(self, field: str, index: int, value: int) -> "Shape":
+        if field == "polyphase":
+            return Shape(**{**self.__dict__, field: value})
         vals = list(getattr(self, field))
         vals[index] = value
         return Shape(**{**self.__dict__, field: tuple(vals)})
 
     def touched(self, field: str, index: int) -> set[int]:
-        """Weight layers whose signature a change of widths[i] / act_bits[i] / weight_bits[i] moves."""
+        """Weight layers whose signature a change of widths[i] / act_bits[i] / weight_bits[i] / the front end moves."""
+        if field == "polyphase":
+            return set(range(len(self.weight_bits)))
         return {index} if field == "weight_bits" else {index, index + 1}
 
 

@@ -78,7 +78,8 @@ def table(body: dict) -> str:
     for p in body["points"] + body["alternatives"]:
         n = len(p["widths"]) - 2
         rows.append((p["name"] + (" *" if p.get("on_frontier") else ""),
-                     f"{','.join(map(str, p['widths'][:n]))} / {','.join(map(str, p['widths'][n:]))}",
+                     (f"P{p['polyphase']}: " if p.get("polyphase", 1) > 1 else "")
+                     + f"{','.join(map(str, p['widths'][:n]))} / {','.join(map(str, p['widths'][n:]))}",
                      "".join(map(str, p["weight_bits"])), "".join(map(str, p["act_bits"])),
                      f"{p['feedback_accuracy']:.4f}", f"{p['test_accuracy']:.4f}",
                      f"{p['lut']:,.0f}" + ("" if p["meets_target"] else f" (reaches {p['fps']:,.0f}/s)"),

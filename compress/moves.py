@@ -9,6 +9,9 @@ or requantised model, never masks: every model the search keeps is a plain model
             masking), then train/narrow.py rebuilds the network without the others
   weight    weight layer i (10) gets `value` weight bits
   act       activation i (9) gets `value` bits
+  front     the standard front end becomes polyphase with P = `value` samples a clock
+            (train/front_end.py: the first conv's taps rearranged, the first log2(P) pools
+            dropped); the move that takes the network past one I/Q sample a clock
 
 Bits move in steps of one; channel moves remove `rate` of the group's channels, rounded to
 train/channel_pruning.py's multiple of 4 (at least 4), and the rate shrinks when a move fails.
@@ -22,23 +25,26 @@ import torch
 
 from train.channel_pruning import CHANNEL_MULTIPLE, alive, keep_strongest, kept_count
 from train.checkpoint import in_place_loading, quant_state, restore_quant_state
+from train.front_end import to_polyphase
 from train.masks import deployable_copy
 from train.model import build_vgg10, channel_groups
 from train.narrow import narrow
 
 from .estimates import Shape
 
-KINDS = ("channels", "weight", "act")
-SHAPE_FIELD = {"channels": "widths", "weight": "weight_bits", "act": "act_bits"}
+KINDS = ("channels", "weight", "act", "front")
+SHAPE_FIELD = {"channels": "widths", "weight": "weight_bits", "act": "act_bits", "front": "polyphase"}
 
 
 @dataclass(frozen=True)
 class Move:
-    kind: str  # channels | weight | act
-    index: int
-    value: int  # channels kept, or the new bit width
+    kind: str  # channels | weight | act | front
+    index: int  # 0 for front
+    value: int  # channels kept, the new bit width, or the front end's samples a clock
 
     def label(self, shape: Shape) -> str:
+        if self.kind == "front":
+            return f"front end: {shape.polyphase} -> {self.value} samples a clock (polyphase)"
         old = getattr(shape, SHAPE_FIELD[self.kind])[self.index]
         what = {"channels": "channels of group", "weight": "weight bits of layer", "act": "bits of activation"}
         return f"{what[self.kind]} {self.index}: {old} -> {self.value}"
@@ -64,6 +70,8 @@ def channel_step(width: int, rate: float) -> int:
 @torch.no_grad()
 def apply_move(model, mcfg, move: Move):
     """(new eval-mode model, its ModelConfig) with `move` applied; `model` is left as it was."""
+    if move.kind == "front":
+        return to_polyphase(model, mcfg, move.value)
     if move.kind == "channels":
         m = deployable_copy(model)
         g = channel_groups(m)[move.index]

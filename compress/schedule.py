@@ -7,7 +7,7 @@ accuracy cost (feedback accuracy lost right after the move, before any fine-tuni
 an epoch's feedback accuracy meets the floor it is kept (`kept`); if its epochs run out
 below the floor it is rolled back (`failed`): a channel move halves that group's rate
 (Algorithm 2's p <- p / divisor, per group), and the group takes no more channel moves
-once its rate is below p_min; a bit move (its step cannot shrink) is frozen. The search
+once its rate is below p_min; a bit move or a front-end move (its step cannot shrink) is frozen. The search
 stops when no move saves anything, or after max_steps moves.
 """
 from __future__ import annotations
@@ -29,9 +29,11 @@ class FeedbackSearch(StrictState):
         self.done = False
         self.stop_reason = ""
 
-    def moves(self, shape) -> list[Move]:
-        """Every move the last good model (of `shape`) may take now."""
-        out = []
+    def moves(self, shape, max_polyphase: int = 1) -> list[Move]:
+        """Every move the last good model (of `shape`) may take now; a standard front end may become polyphase
+        with up to `max_polyphase` samples a clock."""
+        out = [Move("front", 0, p) for p in (2, 4)
+               if shape.polyphase == 1 and p <= max_polyphase and ["front", p] not in self.frozen]
         for g, w in enumerate(shape.widths):
             if ["channels", g] not in self.frozen and self.rates[g] >= self.p_min and w > 4:
                 out.append(Move("channels", g, channel_step(w, self.rates[g])))
@@ -54,7 +56,7 @@ class FeedbackSearch(StrictState):
         if not useful:
             return self._stop("no move saves hardware at the target rate")
         self.steps += 1
-        return max(useful, key=lambda sm: (sm[0], -["channels", "weight", "act"].index(sm[1].kind), -sm[1].index))[1]
+        return max(useful, key=lambda sm: (sm[0], -["channels", "weight", "act", "front"].index(sm[1].kind), -sm[1].index))[1]
 
     def _stop(self, reason: str):
         self.done, self.stop_reason = True, reason
@@ -65,6 +67,9 @@ class FeedbackSearch(StrictState):
 
     def failed(self, move: Move, shape) -> None:
         """Rollback bookkeeping: shrink the group's step (channels) or freeze the move (bits)."""
+        if move.kind == "front":
+            self.frozen.append([move.kind, move.value])
+            return
         if move.kind != "channels":
             self.frozen.append([move.kind, move.index])
             return

@@ -150,7 +150,8 @@ def _search_cfg(tmp, start, data, cache, **kw):
     would double the FINN conversions, and apply_move's bit path is the weight moves' own)."""
     from compress.config import SearchConfig
 
-    kw = {"max_steps": 2, "fit": "lut", **kw}  # the LUT objective unless said: its cache has fewer options
+    kw = {"max_steps": 2, "fit": "lut", "max_polyphase": 1, **kw}  # the LUT objective unless said: its cache has
+    # fewer options; no front-end move unless said (its candidate shapes are conversions of their own)
     return SearchConfig(start=str(start), data=str(data), out=str(tmp), board="ZCU104", target_fps=100_000,
                         floor=0.0, epochs_per_step=1, train_subset=0.02, probe_frames=32, min_act_bits=4,
                         estimate_cache=str(cache), threads=1, estimate_workers=2, seed=3, **kw)
@@ -274,7 +275,10 @@ def test_a_max_utilisation_search_shrinks_the_largest_share_and_its_cache_serves
     start = _save(_model(SMALL, seed=5), SMALL, tmp_path / "start" / "model.pt")
     cache = impl_estimate_cache
     body = search(_search_cfg(tmp_path / "s", start, tiny_file, cache, fit="max-utilisation", max_steps=1,
-                              min_weight_bits=4), log_fn=lambda *_: None)  # channel moves only: fewer conversions
+                              min_weight_bits=4, max_polyphase=4), log_fn=lambda *_: None)  # channel moves only:
+    # fewer conversions; the front end is no move while the rate is within reach (no polyphase shape converted)
+    assert body["points"][0]["meets_target"]
+    assert not [s for s in json.loads(cache.read_text())["layers"] if s.startswith("P")]
     first, kept = body["points"][0], body["points"][-1]
     assert body["fit"] == "max-utilisation" and len(body["points"]) == 2  # floor 0: the step is kept
     assert kept["objective"] < first["objective"] and kept["worst_share"] == kept["objective"]  # it meets the rate
@@ -293,3 +297,40 @@ def test_a_search_launched_under_torchrun_is_refused_before_anything_is_written(
     with pytest.raises(ValueError, match=r"^compress under torchrun: every rank would run the same search"):
         search(_search_cfg(tmp_path / "out", start, tiny_file, estimate_cache), log_fn=lambda *_: None)
     assert not (tmp_path / "out").exists()
+
+
+def test_the_front_end_move_is_offered_once_from_the_standard_front_end_and_frozen_when_it_fails():
+    s = FeedbackSearch(groups=9)
+    shape = Shape.of(SMALL)
+    assert not [m for m in s.moves(shape) if m.kind == "front"]  # max_polyphase 1: none
+    assert [m for m in s.moves(shape, 4) if m.kind == "front"] == [Move("front", 0, 2), Move("front", 0, 4)]
+    assert [m for m in s.moves(shape, 2) if m.kind == "front"] == [Move("front", 0, 2)]
+    s.failed(Move("front", 0, 4), shape)
+    assert [m for m in s.moves(shape, 4) if m.kind == "front"] == [Move("front", 0, 2)]
+    after = Move("front", 0, 2).shape_after(shape)
+    assert after.polyphase == 2 and after.widths == shape.widths and not [m for m in s.moves(after, 4)
+                                                                          if m.kind == "front"]
+    assert shape.touched("polyphase", 0) == set(range(10))  # every layer's signature carries P
+    assert Move("front", 0, 4).label(shape) == "front end: 1 -> 4 samples a clock (polyphase)"
+
+
+def test_past_one_sample_a_clock_the_search_takes_the_front_end_move(tmp_path, tiny_file):
+    """RFSoC 2x2 at 480,000 frames/s: no standard-front-end design reaches it (one I/Q sample a clock, about 194,500
+    frames/s at 200 MHz), so the move that makes the front end polyphase saves most; its point is a polyphase
+    model.pt that loads and runs faster than the start."""
+    from compress.search import search
+    from train.saved_model import load_model
+
+    tiny = ModelConfig(8, 4, 4, conv_widths=(4,) * 7, dense_widths=(4, 4))  # no channel move (4 is the least)
+    start = _save(_model(tiny, seed=5), tiny, tmp_path / "start" / "model.pt")
+    cfg = _search_cfg(tmp_path / "s", start, tiny_file, tmp_path / "est.json", fit="max-utilisation", max_steps=1,
+                      min_weight_bits=4, max_polyphase=4)
+    cfg.board, cfg.target_fps = "RFSoC2x2", 480_000
+    body = search(cfg, log_fn=lambda *_: None)
+    first, kept = body["points"][0], body["points"][-1]
+    assert len(body["points"]) == 2 and not first["meets_target"] and first["fps"] < 200_000
+    assert kept["polyphase"] in (2, 4) and kept["fps"] > 1.9 * first["fps"]
+    assert kept["meets_target"] == (kept["polyphase"] == 4)
+    model, mcfg, _ = load_model(kept["model"])
+    assert mcfg.polyphase == kept["polyphase"] and model(torch.randn(2, 2, 1024)).shape == (2, 24)
+    assert f"P{kept['polyphase']}: 4,4,4" in (tmp_path / "s" / "frontier.txt").read_text()
