@@ -9,7 +9,7 @@ or requantised model, never masks: every model the search keeps is a plain model
             masking), then train/narrow.py rebuilds the network without the others
   weight    weight layer i (10) gets `value` weight bits
   act       activation i (9) gets `value` bits
-  front     the standard front end becomes polyphase with P = `value` samples a clock
+  front     the front end takes P = `value` samples a clock (from the standard one, or 2 -> 4)
             (train/front_end.py: the first conv's taps rearranged, the first log2(P) pools
             dropped); the move that takes the network past one I/Q sample a clock
 

@@ -30,10 +30,10 @@ class FeedbackSearch(StrictState):
         self.stop_reason = ""
 
     def moves(self, shape, max_polyphase: int = 1) -> list[Move]:
-        """Every move the last good model (of `shape`) may take now; a standard front end may become polyphase
-        with up to `max_polyphase` samples a clock."""
+        """Every move the last good model (of `shape`) may take now; its front end may take more samples a clock,
+        up to `max_polyphase`."""
         out = [Move("front", 0, p) for p in (2, 4)
-               if shape.polyphase == 1 and p <= max_polyphase and ["front", p] not in self.frozen]
+               if shape.polyphase < p <= max_polyphase and ["front", p] not in self.frozen]
         for g, w in enumerate(shape.widths):
             if ["channels", g] not in self.frozen and self.rates[g] >= self.p_min and w > 4:
                 out.append(Move("channels", g, channel_step(w, self.rates[g])))

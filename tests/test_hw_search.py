@@ -299,7 +299,7 @@ def test_a_search_launched_under_torchrun_is_refused_before_anything_is_written(
     assert not (tmp_path / "out").exists()
 
 
-def test_the_front_end_move_is_offered_once_from_the_standard_front_end_and_frozen_when_it_fails():
+def test_front_end_moves_go_to_more_samples_a_clock_and_are_frozen_when_they_fail():
     s = FeedbackSearch(groups=9)
     shape = Shape.of(SMALL)
     assert not [m for m in s.moves(shape) if m.kind == "front"]  # max_polyphase 1: none
@@ -308,8 +308,11 @@ def test_the_front_end_move_is_offered_once_from_the_standard_front_end_and_froz
     s.failed(Move("front", 0, 4), shape)
     assert [m for m in s.moves(shape, 4) if m.kind == "front"] == [Move("front", 0, 2)]
     after = Move("front", 0, 2).shape_after(shape)
-    assert after.polyphase == 2 and after.widths == shape.widths and not [m for m in s.moves(after, 4)
-                                                                          if m.kind == "front"]
+    assert after.polyphase == 2 and after.widths == shape.widths
+    assert not [m for m in s.moves(after, 4) if m.kind == "front"]  # 2 -> 4 was frozen above
+    fresh = FeedbackSearch(groups=9)
+    assert [m for m in fresh.moves(after, 4) if m.kind == "front"] == [Move("front", 0, 4)]  # 2 -> 4 goes on
+    assert not [m for m in fresh.moves(Move("front", 0, 4).shape_after(shape), 4) if m.kind == "front"]
     assert shape.touched("polyphase", 0) == set(range(10))  # every layer's signature carries P
     assert Move("front", 0, 4).label(shape) == "front end: 1 -> 4 samples a clock (polyphase)"
 

@@ -99,31 +99,38 @@ def test_the_precision_search_counts_each_layers_macs_at_the_length_it_runs():
     assert macs[4][1] == macs[1][1] / 2 and macs[4][0] == macs[1][0] and macs[4][2:] == macs[1][2:]
 
 
-@pytest.mark.parametrize("phases", [2, 4])
-def test_the_front_end_move_keeps_the_first_convs_outputs_at_the_first_phase_and_every_other_layer(phases):
-    """train.front_end.to_polyphase on a trained-like standard model: the polyphase first conv's (quantised) output
-    at position u is the standard one's at sample uP, exactly; every other layer carries its state over."""
+def _first_conv_output(model, x):
+    for m in model:
+        x = m(x)
+        if isinstance(m, torch.nn.Conv1d):
+            return x
+
+
+@pytest.mark.parametrize("before, after", [(1, 2), (1, 4), (2, 4)])
+def test_the_front_end_move_keeps_the_first_convs_outputs_at_its_positions_and_every_other_layer(before, after):
+    """train.front_end.to_polyphase on a trained-like model: the new first conv's (quantised) output at position v
+    is the old one's at the same sample (old position v * after / before), exactly; every other layer carries its
+    state over."""
     from train.front_end import to_polyphase
 
-    cfg = ModelConfig(4, 4, 4, conv_filters=8, dense_units=16)
+    cfg = ModelConfig(4, 4, 4, conv_filters=8, dense_units=16, polyphase=before)
     torch.manual_seed(0)
-    std = build_vgg10(cfg).train()
+    old = build_vgg10(cfg).train()
     with torch.no_grad():
         for _ in range(4):
-            std(torch.randn(8, 2, 1024) * 0.7)
-    std.eval()
-    poly, pcfg = to_polyphase(std, cfg, phases)
-    assert pcfg.polyphase == phases and not poly.training
+            old(torch.randn(8, 2, 1024) * 0.7)
+    old.eval()
+    new, ncfg = to_polyphase(old, cfg, after)
+    assert ncfg.polyphase == after and not new.training
     x = torch.randn(3, 2, 1024) * 0.7
     with torch.no_grad():
-        want = std[1](std[0](x))  # (3, 8, 1024) before BatchNorm
-        got = poly[2](poly[1](poly[0](x)))  # (3, 8, 1024 / P)
-        assert torch.equal(got, want[:, :, ::phases])
-        assert poly(x).shape == (3, 24)
-    old = [m for m in std if not isinstance(m, torch.nn.MaxPool1d)][2:]
-    new = [m for m in poly if not isinstance(m, (torch.nn.MaxPool1d, Polyphase))][2:]
-    for a, b in zip(old, new, strict=True):
+        want = _first_conv_output(old, x)  # (3, 8, 1024 / before) before BatchNorm
+        got = _first_conv_output(new, x)  # (3, 8, 1024 / after)
+        assert torch.equal(got, want[:, :, ::after // before])
+        assert new(x).shape == (3, 24)
+    keep = lambda m: [x for x in m if not isinstance(x, (torch.nn.MaxPool1d, Polyphase))][2:]  # noqa: E731
+    for a, b in zip(keep(old), keep(new), strict=True):
         for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
             assert ka == kb and torch.equal(va, vb)
-    with pytest.raises(ValueError, match="already polyphase"):
-        to_polyphase(poly, pcfg, 4)
+    with pytest.raises(ValueError, match=f"takes {after} sample"):
+        to_polyphase(new, ncfg, after)
