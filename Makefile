@@ -15,7 +15,7 @@ REF64  := models/ladder/f64/model.pt
 REF32  := models/ladder/f32/model.pt
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: env env-dist demo test test-dist bench table3 clean-demo
+.PHONY: env env-dist demo test test-dist test-shipped bench table3 clean-demo
 
 env: $(STAMP)
 
@@ -55,6 +55,10 @@ test: $(STAMP)
 # the tests that start several processes (torchrun ranks, a local Ray cluster): after `make test`
 test-dist: env-dist
 	$(PY) -m pytest -q -m distributed
+
+# every shipped model in models/ exported with every check and re-scored on its regenerated data
+test-shipped: $(STAMP)
+	$(PY) -m pytest -q -n 2 --dist loadgroup -m shipped
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.reader_vs_sandbox
