@@ -12,7 +12,7 @@ stops when no move saves anything, or after max_steps moves.
 """
 from __future__ import annotations
 
-from .moves import Move, channel_step
+from .moves import KINDS, Move, channel_step
 from train.state import StrictState
 
 
@@ -56,7 +56,7 @@ class FeedbackSearch(StrictState):
         if not useful:
             return self._stop("no move saves hardware at the target rate")
         self.steps += 1
-        return max(useful, key=lambda sm: (sm[0], -["channels", "weight", "act", "front"].index(sm[1].kind), -sm[1].index))[1]
+        return max(useful, key=lambda sm: (sm[0], -KINDS.index(sm[1].kind), -sm[1].index))[1]
 
     def _stop(self, reason: str):
         self.done, self.stop_reason = True, reason
