@@ -16,8 +16,9 @@ Hardware: the LUTs of the folding the build's search chooses at the target rate,
 --fit max-utilisation the largest share of the part over LUT, BRAM18 and DSP of the build's
 --impl search (each layer's HLS or RTL implementation is then a free move, taken by the solver
 at every step). A configuration that cannot reach the rate at all is charged that figure times
-the factor by which it falls short (cycles of its slowest layer / target cycles), so the search
-first removes what holds the rate back.
+the factor by which it falls short (cycles of its slowest layer / target cycles), and while the
+last good model misses the rate only the moves that raise the rate it reaches are taken (when
+there are any): the search first removes what holds the rate back.
 
 Everything is written to OUT as it happens: search.json (the schedule's state and the
 points, after each step, atomically), points/NN/model.pt (each kept model),
@@ -280,7 +281,11 @@ class Search:
         self.est.fill(shape, [m.change() for m in moves])
         base = base_hw["objective"]
         base_acc = self.accuracy(self.model, self.probe)
-        savings = [base - self.hardware(m.shape_after(shape))["objective"] for m in moves]
+        after = [self.hardware(m.shape_after(shape)) for m in moves]
+        savings = [base - h["objective"] for h in after]
+        faster = [h["fps"] > base_hw["fps"] * (1 + 1e-9) for h in after]
+        if not base_hw["meets"] and any(faster):  # what holds the rate back goes first: while the rate is missed,
+            savings = [s if f else 0.0 for s, f in zip(savings, faster)]  # only the moves that raise it are taken
         probed = [i for i, saving in enumerate(savings) if saving > 0]  # a move that saves nothing is not taken
         k = self.schedule.steps + 1
         accs = dict(zip(probed, self._run([self._unit(f"step {k} probe {i}", probe_accuracy, self.state["last_good"],

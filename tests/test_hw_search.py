@@ -317,23 +317,25 @@ def test_front_end_moves_go_to_more_samples_a_clock_and_are_frozen_when_they_fai
     assert Move("front", 0, 4).label(shape) == "front end: 1 -> 4 samples a clock (polyphase)"
 
 
-def test_past_one_sample_a_clock_the_search_takes_the_front_end_move(tmp_path, tiny_file):
-    """RFSoC 2x2 at 480,000 frames/s: no standard-front-end design reaches it (one I/Q sample a clock, about 194,500
-    frames/s at 200 MHz), so the move that makes the front end polyphase saves most; its point is a polyphase
-    model.pt that loads and runs faster than the start."""
+def test_while_the_rate_is_missed_the_search_takes_only_moves_that_raise_it(tmp_path, tiny_file):
+    """RFSoC 2x2 at 480,000 frames/s from a model taking 2 samples a clock (387,597 frames/s at most at 200 MHz): a
+    channel cut saves more share per accuracy here (the search took one without this rule), but only the front end
+    raises the rate, so the step is 2 -> 4 samples a clock and its point reaches the rate; the point is a P = 4
+    model.pt that loads and runs."""
     from compress.search import search
     from train.saved_model import load_model
 
-    tiny = ModelConfig(8, 4, 4, conv_widths=(4,) * 7, dense_widths=(4, 4))  # no channel move (4 is the least)
-    start = _save(_model(tiny, seed=5), tiny, tmp_path / "start" / "model.pt")
+    small = ModelConfig(8, 4, 4, conv_widths=(8,) * 7, dense_widths=(8, 8), polyphase=2)
+    start = _save(_model(small, seed=5), small, tmp_path / "start" / "model.pt")
     cfg = _search_cfg(tmp_path / "s", start, tiny_file, tmp_path / "est.json", fit="max-utilisation", max_steps=1,
                       min_weight_bits=4, max_polyphase=4)
     cfg.board, cfg.target_fps = "RFSoC2x2", 480_000
     body = search(cfg, log_fn=lambda *_: None)
-    first, kept = body["points"][0], body["points"][-1]
-    assert len(body["points"]) == 2 and not first["meets_target"] and first["fps"] < 200_000
-    assert kept["polyphase"] in (2, 4) and kept["fps"] > 1.9 * first["fps"]
-    assert kept["meets_target"] == (kept["polyphase"] == 4)
+    (step,) = json.loads((tmp_path / "s" / "search.json").read_text())["history"]
+    first, kept = body["points"]
+    assert not first["meets_target"] and 380_000 < first["fps"] < 400_000
+    assert step["move"] == {"kind": "front", "index": 0, "value": 4}, step["label"]
+    assert kept["polyphase"] == 4 and kept["meets_target"]
     model, mcfg, _ = load_model(kept["model"])
-    assert mcfg.polyphase == kept["polyphase"] and model(torch.randn(2, 2, 1024)).shape == (2, 24)
-    assert f"P{kept['polyphase']}: 4,4,4" in (tmp_path / "s" / "frontier.txt").read_text()
+    assert mcfg.polyphase == 4 and model(torch.randn(2, 2, 1024)).shape == (2, 24)
+    assert "P4: 8,8,8" in (tmp_path / "s" / "frontier.txt").read_text()
