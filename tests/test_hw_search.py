@@ -325,7 +325,8 @@ def test_while_the_rate_is_missed_the_search_takes_only_moves_that_raise_it(tmp_
     from compress.search import search
     from train.saved_model import load_model
 
-    small = ModelConfig(8, 4, 4, conv_widths=(8,) * 7, dense_widths=(8, 8), polyphase=2)
+    small = ModelConfig(8, 4, 4, conv_widths=(4, 8, 4, 4, 4, 4, 4), dense_widths=(4, 4), polyphase=2)  # one channel
+    # move (4 is the least width): three FINN conversions in all
     start = _save(_model(small, seed=5), small, tmp_path / "start" / "model.pt")
     cfg = _search_cfg(tmp_path / "s", start, tiny_file, tmp_path / "est.json", fit="max-utilisation", max_steps=1,
                       min_weight_bits=4, max_polyphase=4)
@@ -338,4 +339,4 @@ def test_while_the_rate_is_missed_the_search_takes_only_moves_that_raise_it(tmp_
     assert kept["polyphase"] == 4 and kept["meets_target"]
     model, mcfg, _ = load_model(kept["model"])
     assert mcfg.polyphase == 4 and model(torch.randn(2, 2, 1024)).shape == (2, 24)
-    assert "P4: 8,8,8" in (tmp_path / "s" / "frontier.txt").read_text()
+    assert "P4: 4,8,4" in (tmp_path / "s" / "frontier.txt").read_text()
