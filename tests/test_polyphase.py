@@ -8,6 +8,16 @@ import torch
 from train.model import ModelConfig, Polyphase, build_vgg10
 
 
+def _trained_like(cfg: ModelConfig, seed: int, batches: int, batch: int):
+    """An eval-mode model whose quantisers collected statistics on a few random batches, as after training."""
+    torch.manual_seed(seed)
+    model = build_vgg10(cfg).train()
+    with torch.no_grad():
+        for _ in range(batches):
+            model(torch.randn(batch, 2, 1024) * 0.7)
+    return model.eval()
+
+
 def test_a_polyphase_conv_built_from_a_standard_convs_taps_gives_its_pre_pool_outputs_reordered():
     """What the front end can represent: the standard first conv (kernel 3, pad 1) over 1024 samples equals a
     kernel-3 conv over the 2-phase frame whose output channel (j, f) is the standard output at samples 2u + j,
@@ -68,12 +78,7 @@ def test_a_polyphase_model_exports_and_builds_bit_exact_past_one_sample_a_clock(
     from train.saved_model import save_model
 
     cfg = ModelConfig(4, 4, 4, conv_filters=8, dense_units=16, polyphase=2)
-    torch.manual_seed(3)
-    model = build_vgg10(cfg).train()
-    with torch.no_grad():
-        for _ in range(8):
-            model(torch.randn(16, 2, 1024) * 0.7)
-    model.eval()
+    model = _trained_like(cfg, seed=3, batches=8, batch=16)
     save_model(model, cfg, {}, tmp_path / "m" / "model.pt")
     exp = export(ExportConfig(run=str(tmp_path / "m" / "model.pt"), out=str(tmp_path / "export"),
                               data=str(small_file), check_frames=2), log=lambda *_: None)
@@ -114,12 +119,7 @@ def test_the_front_end_move_keeps_the_first_convs_outputs_at_its_positions_and_e
     from train.front_end import to_polyphase
 
     cfg = ModelConfig(4, 4, 4, conv_filters=8, dense_units=16, polyphase=before)
-    torch.manual_seed(0)
-    old = build_vgg10(cfg).train()
-    with torch.no_grad():
-        for _ in range(4):
-            old(torch.randn(8, 2, 1024) * 0.7)
-    old.eval()
+    old = _trained_like(cfg, seed=0, batches=4, batch=8)
     new, ncfg = to_polyphase(old, cfg, after)
     assert ncfg.polyphase == after and not new.training
     x = torch.randn(3, 2, 1024) * 0.7

@@ -47,6 +47,7 @@ def _points() -> list[tuple[Path, dict]]:
 
 RUNS = _runs()
 POINTS = _points()
+MODEL_FILES = [r / "model.pt" for r in RUNS] + [p for p, _ in POINTS]
 
 
 def _id(p) -> str:
@@ -61,7 +62,7 @@ def test_the_shipped_results_are_found():
         assert json.loads((run / "config.json").read_text())["data"]["path"] == DATA, run
 
 
-@pytest.mark.parametrize("path", [r / "model.pt" for r in RUNS] + [p for p, _ in POINTS], ids=_id)
+@pytest.mark.parametrize("path", MODEL_FILES, ids=_id)
 def test_a_shipped_model_is_small_and_loads_with_weights_only(path):
     assert path.stat().st_size < 1_000_000
     assert torch.load(path, map_location="cpu", weights_only=True)["format"] == "amc-vgg10-model/2"
@@ -76,7 +77,7 @@ def data(tmp_path_factory):
                            cfg=PROFILES["calibrated"], progress=False)
 
 
-@pytest.mark.parametrize("path", [r / "model.pt" for r in RUNS] + [p for p, _ in POINTS], ids=_id)
+@pytest.mark.parametrize("path", MODEL_FILES, ids=_id)
 def test_a_shipped_model_exports_with_every_check(tmp_path, small_file, path):
     from export.config import ExportConfig
     from export.to_finn import export
