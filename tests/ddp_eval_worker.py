@@ -10,6 +10,7 @@ import torch.distributed as dist
 from radioml.dataset import RadioMLFile
 from train.loop import Dist, predict, sharded_predict
 from train.model import ModelConfig, build_vgg10
+from train.process_group import end_process_group
 
 
 def main(data: str, out: str) -> None:
@@ -29,7 +30,7 @@ def main(data: str, out: str) -> None:
         with open(out, "w") as f:
             json.dump({"frames": len(idx), "accuracy": [shard["accuracy"], whole["accuracy"]],
                        "loss": [shard["loss"], whole["loss"]], "same": same}, f)
-    dist.destroy_process_group()
+    end_process_group()
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """A torchrun-style worker for tests/test_distributed.py (gloo, CPU): rank r holds half of one batch.
 
 `bn`: GlobalBatchNorm1d on each half against one BatchNorm1d on the whole batch (outputs, input and
-parameter gradients, running statistics). `masks`: the masks' digest check with rank 1's mask changed."""
+parameter gradients, running statistics). `masks`: the masks' digest check with rank 1's mask changed.
+`job ARGS...`: `python -m train ARGS` in this process, then whether a process group is still up."""
 import json
 import os
 import sys
@@ -72,8 +73,21 @@ def masks(out: str) -> None:
         json.dump({"error": msg}, f)
 
 
+def job(out: str, *argv: str) -> None:
+    from train.__main__ import main
+
+    rc = main(list(argv))
+    with open(f"{out}.{os.environ['RANK']}", "w") as f:
+        json.dump({"rc": rc, "process_group_up": dist.is_initialized()}, f)
+
+
 if __name__ == "__main__":
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    if sys.argv[1] == "job":  # the command starts and ends its own process group
+        job(*sys.argv[2:])
+        sys.exit(0)
+    from train.process_group import end_process_group
+
     dist.init_process_group("gloo")
     {"bn": bn, "masks": masks}[sys.argv[1]](sys.argv[2])
-    dist.destroy_process_group()
+    end_process_group()

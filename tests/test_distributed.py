@@ -41,6 +41,17 @@ def test_ranks_that_pruned_different_weights_stop_the_job_naming_them(tmp_path):
         assert msg.startswith("epoch 2: ranks [1] pruned other weights than rank 0"), msg
 
 
+def test_a_torchrun_training_job_ends_its_process_group_on_every_rank(tmp_path, tiny_file):
+    """A rank that exits with its gloo group up can abort (SIGABRT) after its work is done, failing the job."""
+    out = tmp_path / "job"
+    r = _torchrun("tests/ddp_sync_worker.py", "job", str(out), "--data.path", str(tiny_file), "--run_dir",
+                  str(tmp_path / "run"), *SMALL, "--prune.strategy", "none", "--optim.epochs_per_round", "1")
+    assert r.returncode == 0, r.stderr[-3000:]
+    for rank in (0, 1):
+        assert json.loads((tmp_path / f"job.{rank}").read_text()) == {"rc": 0, "process_group_up": False}
+    assert (tmp_path / "run" / "model.pt").exists()
+
+
 FMP = ["--train.fused", "false", "--prune.strategy", "fmp", "--prune.floor", "0", "--prune.max_rounds", "3",
        "--optim.epochs_per_round", "1", "--prune.cost_every_round", "false"]
 

@@ -20,8 +20,10 @@ def main(argv=None) -> int:
 
     def work():
         from .loop import train
+        from .process_group import torchrun_job
 
-        train(config_from_args(a))
+        with torchrun_job():
+            train(config_from_args(a))
 
     return run_main(work)
 

@@ -134,8 +134,11 @@ def main(argv=None) -> int:
         if a.reference_filters < 0 or a.pretrain_epochs < 0:
             raise ValueError("--reference-filters and --pretrain-epochs must be >= 0")
         connect(a.executor, a.ray_address)  # before any work: Ray there and its cluster reachable
-        result = run_comparison(base, Path(a.out), strategies, a.pretrain_epochs, a.floor_relative,
-                                a.reference_filters, a.reference_init, a.executor, a.ray_address)
+        from .process_group import torchrun_job
+
+        with torchrun_job():
+            result = run_comparison(base, Path(a.out), strategies, a.pretrain_epochs, a.floor_relative,
+                                    a.reference_filters, a.reference_init, a.executor, a.ray_address)
         if main_process():
             print(f"\nfeedback split: {result['rows'][0]['feedback_split']}; floor {result['floor']:.4f}; runs in "
                   f"{a.out}")

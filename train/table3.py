@@ -155,8 +155,11 @@ def main(argv=None) -> int:
         if min(a.bits) < 2:
             raise ValueError(f"--bits: every width must be >= 2, got {a.bits}")
         connect(a.executor, a.ray_address)  # before any work: Ray there and its cluster reachable
-        result = run_table3(config_from_args(a), Path(a.out), a.bits, a.pretrain_epochs, a.floor_relative,
-                            not a.no_imp, not a.no_mixed, a.executor, a.ray_address)
+        from .process_group import torchrun_job
+
+        with torchrun_job():
+            result = run_table3(config_from_args(a), Path(a.out), a.bits, a.pretrain_epochs, a.floor_relative,
+                                not a.no_imp, not a.no_mixed, a.executor, a.ray_address)
         if main_process():
             print()
             print(table3_text(result))
