@@ -1,7 +1,8 @@
 """`python -m build.results MODELS`: the shipped results table and plots, regenerated from MODELS without retraining.
 
 Rows: the dense width ladder (MODELS/ladder/fN, `python -m train.ladder`) and the compressed models of
-MODELS/compression (`python -m train.compare` from the ladder's 64-filter model). Each model is exported
+MODELS/compression (`python -m train.compare` from the ladder's 64-filter model), each as soon as its run has
+finished; runs still training are named under the table. Each model is exported
 with every check and estimated by FINN on --board at each --rates (LUT, DSP, BRAM18; the layers' estimates,
 no FIFOs or DMA). Every compressed model is set beside the dense ladder at its accuracy: the cost and LUTs the
 ladder would need for the same mean accuracy over 10..30 dB, interpolated between its rungs.
@@ -37,14 +38,38 @@ def ladder_rows(models: Path) -> list[dict]:
             for d in rungs]
 
 
-def compression_rows(models: Path) -> list[dict]:
-    """The compressed rows of MODELS/compression/compare.json (not its dense start or reference rows)."""
-    from train.results import read_compare, read_metrics
+def _strategy_dirs(models: Path) -> list[Path]:
+    """The strategy runs of MODELS/compression (not its dense start or reference rows): the sweep's order where
+    its compare.json says it, then any other in name order (a sweep still running has no compare.json)."""
+    from train.compare import parse_strategy
+    from train.results import read_compare
 
-    if not (models / "compression" / "compare.json").is_file():
-        return []
-    return [{"name": r["strategy"], "kind": "compressed", "run_dir": r["run_dir"], "metrics": read_metrics(r["run_dir"])}
-            for r in read_compare(models / "compression")["rows"] if not r["strategy"].startswith("dense")]
+    root = models / "compression"
+
+    def is_strategy(d: Path) -> bool:
+        try:
+            parse_strategy(d.name)
+        except ValueError:
+            return False
+        return d.is_dir()
+
+    order = [root / Path(r["run_dir"]).name for r in read_compare(root)["rows"]] if (root / "compare.json").is_file() else []
+    rest = sorted(d for d in root.glob("*") if d not in order) if root.is_dir() else []
+    return [d for d in order + rest if is_strategy(d)]
+
+
+def compression_rows(models: Path) -> list[dict]:
+    """Every finished strategy run of MODELS/compression (its metrics.json written), whether or not the sweep
+    that trains them has finished."""
+    from train.results import read_metrics
+
+    return [{"name": d.name, "kind": "compressed", "run_dir": str(d), "metrics": read_metrics(d)}
+            for d in _strategy_dirs(models) if (d / "metrics.json").is_file()]
+
+
+def unfinished_runs(models: Path) -> list[str]:
+    """The strategy runs of MODELS/compression that have started and not finished (no metrics.json yet)."""
+    return [d.name for d in _strategy_dirs(models) if not (d / "metrics.json").is_file()]
 
 
 def interpolate(x: float, points: list[tuple[float, float]]):
@@ -86,8 +111,8 @@ def against_ladder(rows: list[dict], rate: int) -> None:
         r["ladder_lut_at_accuracy"] = interpolate(acc, [(x["accuracy_10_30db"], x[f"at_{rate}"]["LUT"]) for x in ladder])
 
 
-def table(rows: list[dict], board: str, rates) -> str:
-    """The results as a markdown table."""
+def table(rows: list[dict], board: str, rates, unfinished=()) -> str:
+    """The results as a markdown table (and the runs not in it because they are still training)."""
     def res(r, rate):
         a = r[f"at_{rate}"]
         note = "" if a["meets_target"] and a["fits"] else (" (slower)" if not a["meets_target"] else " (no fit)")
@@ -108,7 +133,8 @@ def table(rows: list[dict], board: str, rates) -> str:
                  vs(r, "ladder_lut_at_accuracy", lambda v: f"{v:,.0f}"), str(r["epochs"]),
                  f"{r['train_seconds'] / 60:.0f} min"]
         lines.append("| " + " | ".join(cells) + " |")
-    return f"FINN estimates on {board} (layers only)\n\n" + "\n".join(lines)
+    pending = f"\n\nStill training, not in the table: {', '.join(unfinished)}." if unfinished else ""
+    return f"FINN estimates on {board} (layers only)\n\n" + "\n".join(lines) + pending
 
 
 def plot(rows: list[dict], path: Path, x: str, xlabel: str, log_x: bool = False) -> None:
@@ -149,13 +175,14 @@ def results(models: Path, out: Path, work: Path, board: str, rates, data: str | 
     check_target(out, COMMAND, inputs, force)  # before any work; again under the lock, before publishing
     rows = ladder_rows(models) + compression_rows(models)
     if not rows:
-        raise ValueError(f"{models}: no finished model (ladder/f*/metrics.json or compression/compare.json)")
+        raise ValueError(f"{models}: no finished model (ladder/f*/metrics.json or compression/*/metrics.json)")
     with output_lock(out):
         check_target(out, COMMAND, inputs, force)
-        return _results(rows, out, work, board, rates, data, check_frames, log)
+        return _results(rows, out, work, board, rates, data, check_frames, log, unfinished_runs(models))
 
 
-def _results(rows, out: Path, work: Path, board: str, rates, data, check_frames: int, log) -> list[dict]:
+def _results(rows, out: Path, work: Path, board: str, rates, data, check_frames: int, log,
+             unfinished=()) -> list[dict]:
     from train.config import load_config
 
     from .compare import estimate, export_checked, slug
@@ -170,9 +197,10 @@ def _results(rows, out: Path, work: Path, board: str, rates, data, check_frames:
         hw = {rate: estimate(exp, hw_dir / f"build-{rate}", board, quiet, target_fps=rate) for rate in rates}
         out_rows.append(row_figures(row, hw))
     against_ladder(out_rows, rates[-1])
-    text = table(out_rows, board, rates)
+    text = table(out_rows, board, rates, unfinished)
     tmp = work_dir(out)
-    write_json(tmp / "results.json", {"board": board, "rates": list(rates), "rows": out_rows})
+    write_json(tmp / "results.json", {"board": board, "rates": list(rates), "rows": out_rows,
+                                      "still_training": list(unfinished)})
     write_text(tmp / "results.md", text + "\n")
     plot(out_rows, tmp / "accuracy_vs_cost.png", "cost", "inference cost (ITU-ML5G-PS-007, qonnx; log)", log_x=True)
     plot(out_rows, tmp / "accuracy_vs_lut.png", f"at_{rates[-1]}.LUT",

@@ -77,3 +77,25 @@ def test_results_never_writes_into_the_models_directory(tmp_path):
     with pytest.raises(OutputRefused, match="not a directory|exists"):
         results(models, models / "results", tmp_path / "work", "ZCU104", RATES, None, 8, log=lambda *_: None)
     assert (models / "results").read_text() == "user notes" and not (tmp_path / "work").exists()
+
+
+def test_a_finished_strategy_is_a_row_while_its_sweep_still_trains_the_next(shipped, tmp_path):
+    """The sweep writes compare.json only at its end (days at the realistic budget): each strategy's row is there
+    as soon as its run has written metrics.json, and a run still training is named, not tabled."""
+    import shutil
+
+    from build.results import compression_rows, table, unfinished_runs
+
+    models = tmp_path / "models"
+    shutil.copytree(shipped, models, ignore=shutil.ignore_patterns("results"))
+    comp = models / "compression"
+    (comp / "compare.json").unlink()
+    shutil.copytree(comp / "fmp", comp / "imp")
+    (comp / "fmp-filters").mkdir()
+    shutil.copy(comp / "fmp" / "config.json", comp / "fmp-filters")
+    (comp / "notes").mkdir()  # not a strategy: neither a row nor a pending run
+    rows = compression_rows(models)
+    assert [r["name"] for r in rows] == ["fmp", "imp"] and [r["run_dir"] for r in rows] == [str(comp / "fmp"),
+                                                                                          str(comp / "imp")]
+    assert unfinished_runs(models) == ["fmp-filters"]
+    assert table([], "ZCU104", RATES, ["fmp-filters"]).endswith("Still training, not in the table: fmp-filters.")
