@@ -8,7 +8,8 @@ no FIFOs or DMA). Every compressed model is set beside the dense ladder at its a
 ladder would need for the same mean accuracy over 10..30 dB, interpolated between its rungs.
 
 Writes --out (default MODELS/results): results.json, results.md (the table), accuracy_vs_cost.png and
-accuracy_vs_lut.png (the ladder drawn as the baseline curve), built aside and published by rename; an
+accuracy_vs_lut.png (the ladder drawn as the baseline curve), learning_curves.png (every run, per epoch),
+built aside and published by rename; an
 existing --out is replaced only with --force and only if it holds nothing but an earlier table's files.
 Exports and builds are cached under --work (reused while the model and settings are the same).
 """
@@ -168,6 +169,58 @@ def plot(rows: list[dict], path: Path, x: str, xlabel: str, log_x: bool = False)
     plt.close(fig)
 
 
+def plot_learning_curves(rows: list[dict], path: Path) -> None:
+    """Per epoch, from each run's history: the ladder's training and validation accuracy (where each rung's
+    plateau rule stopped it, its best epoch starred), and each compression run's validation accuracy against
+    its floor with the fraction of weights it keeps (rollbacks drawn as open circles)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.8))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, r in enumerate(x for x in rows if x["kind"] == "ladder"):
+        h, c = r["metrics"]["history"], colours[i % len(colours)]
+        ep = [e["epoch"] for e in h]
+        left.plot(ep, [100 * e["feedback_accuracy"] for e in h], "-", color=c, lw=1.8, label=f"{r['name']}: validation")
+        left.plot(ep, [100 * e["train_accuracy"] for e in h], "--", color=c, lw=1, alpha=0.7)
+        best = max(h, key=lambda e: e["feedback_accuracy"])
+        left.plot(best["epoch"], 100 * best["feedback_accuracy"], "*", color=c, ms=12, mec="k")
+    left.plot([], [], "--", color="0.4", lw=1, label="training (running mean of the epoch)")
+    left.set_title("dense ladder: accuracy per epoch\n(star: best epoch, the rung's model)")
+    comp = [x for x in rows if x["kind"] == "compressed"]
+    twin = right.twinx() if comp else None
+    for i, r in enumerate(comp):
+        m, c = r["metrics"], colours[(i + 5) % len(colours)]
+        h = m["history"]
+        ep = [e["epoch"] for e in h]
+        right.plot(ep, [100 * e["feedback_accuracy"] for e in h], "-o", color=c, ms=3, lw=1.5, label=f"{r['name']}")
+        back = [e for e in h if "rollback" in e["action"]]
+        right.plot([e["epoch"] for e in back], [100 * e["feedback_accuracy"] for e in back], "o", mfc="none",
+                   mec=c, ms=9)
+        twin.plot(ep, [100 * e["kept_fraction"] for e in h], ":", color=c, lw=1.2)
+        right.axhline(100 * m["floor"], color=c, lw=0.8, ls="-.", alpha=0.6)
+        kept = 1 / m["eta_measured"]  # the run's model: the last epoch at its kept fraction that met the floor
+        final = [e for e in h if abs(e["kept_fraction"] - kept) < 1e-4 and e["feedback_accuracy"] >= m["floor"]]
+        if final:
+            right.plot(final[-1]["epoch"], 100 * final[-1]["feedback_accuracy"], "*", color=c, ms=12, mec="k")
+    if twin is not None:
+        twin.set_ylabel("weights kept (%, dotted)")
+        twin.set_ylim(0, 105)
+    right.set_title("compression from the 64-filter rung: validation accuracy\n(dash-dot: floor; star: the run's "
+                    "model; open circle: a round rolled back)")
+    for ax in (left, right):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("accuracy (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
 def results(models: Path, out: Path, work: Path, board: str, rates, data: str | None, check_frames: int,
             force: bool = False, log=print) -> list[dict]:
     """Estimate every shipped model and publish the table, JSON and plots as the directory `out`."""
@@ -205,6 +258,7 @@ def _results(rows, out: Path, work: Path, board: str, rates, data, check_frames:
     plot(out_rows, tmp / "accuracy_vs_cost.png", "cost", "inference cost (ITU-ML5G-PS-007, qonnx; log)", log_x=True)
     plot(out_rows, tmp / "accuracy_vs_lut.png", f"at_{rates[-1]}.LUT",
          f"FINN estimated LUTs at {rates[-1]:,} frames/s on {board}")
+    plot_learning_curves(rows, tmp / "learning_curves.png")
     publish(tmp, out, COMMAND)
     log(text)
     log(f"wrote {out}")

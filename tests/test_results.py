@@ -53,7 +53,7 @@ def test_results_table_json_and_plots_from_the_shipped_files(shipped, tmp_path):
     assert fmp["ladder_cost_at_accuracy"] == expect
     md = (out / "results.md").read_text()
     assert md.count("\n| ") == 4 and "| fmp |" in md and ("beyond ladder" in md) == (expect is None)
-    for png in ("accuracy_vs_cost.png", "accuracy_vs_lut.png"):
+    for png in ("accuracy_vs_cost.png", "accuracy_vs_lut.png", "learning_curves.png"):
         assert (out / png).stat().st_size > 10_000
 
     # A rerun replaces its own table only with force, and never a file the user put beside it.
