@@ -34,6 +34,9 @@ def test_compare_prints_table_for_both_strategies(tmp_path, tiny_file):
     assert hybrid["steps_all"] > filt["steps_all"] and hybrid["cost"] < filt["cost"]
     for line in ("strategy", "dense (start)", "imp", "fmp", "fmp-filters", "eta meas.", "conv / dense widths"):
         assert line in r.stdout
+    budget = "budget: each pruning round fine-tunes up to 1 epoch(s) of the whole training split, ending once " \
+             "the floor is met"
+    assert r.stdout.rstrip().endswith(budget) and (out / "table.txt").read_text().rstrip().endswith(budget)
     assert (out / "trajectory.png").stat().st_size > 5000
     rep = subprocess.run([sys.executable, "-m", "train.report", str(out / "fmp")], env=env,
                          capture_output=True, text=True, check=True).stdout
@@ -41,6 +44,17 @@ def test_compare_prints_table_for_both_strategies(tmp_path, tiny_file):
     bad = subprocess.run([sys.executable, "-m", "train.report", str(tmp_path / "nope")], env=env,
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "metrics.json: missing" in bad.stderr
+
+
+def test_a_sweep_on_part_of_the_training_split_says_it_is_an_illustration():
+    from train.compare import budget_note
+    from train.config import load_config
+
+    demo = load_config("configs/demo.json")
+    assert budget_note(demo) == (
+        "budget: each pruning round fine-tunes up to 2 epoch(s) of 6% of the training split (a fresh draw each "
+        "epoch), ending once the floor is met; a short-budget illustration (a round may see less than one pass "
+        "over the training split): results at a realistic budget are the shipped ones, models/README.md")
 
 
 def test_table_layout():

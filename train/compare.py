@@ -78,6 +78,20 @@ def table(rows: list[dict]) -> str:
     return "\n".join([fmt(lines[0]), fmt(["-" * w for w in widths])] + [fmt(x) for x in lines[1:]])
 
 
+def budget_note(cfg) -> str:
+    """What a round of the sweep trained on, said beside its table: a round that sees less than the whole
+    training split each epoch is an illustration of the method, not a result."""
+    e, sub = cfg.optim.epochs_per_round, cfg.data.train_subset
+    what = "the whole training split" if sub >= 1 else (
+        f"{sub:.0%} of the training split ({'a fresh draw' if cfg.data.resample_subset else 'the same frames'} "
+        f"each epoch)")
+    line = f"budget: each pruning round fine-tunes up to {e} epoch(s) of {what}, ending once the floor is met"
+    if sub < 1:
+        line += ("; a short-budget illustration (a round may see less than one pass over the training split): "
+                 "results at a realistic budget are the shipped ones, models/README.md")
+    return line
+
+
 def high_snr_accuracy(m: dict, min_snr: float = 10.0) -> float:
     """Mean test accuracy over the SNRs >= min_snr (blocks are equal-sized: the frame-weighted mean)."""
     accs = [a for snr, a in m["accuracy_per_snr"].items() if float(snr) >= min_snr]
@@ -143,6 +157,7 @@ def main(argv=None) -> int:
             print(f"\nfeedback split: {result['rows'][0]['feedback_split']}; floor {result['floor']:.4f}; runs in "
                   f"{a.out}")
             print(table(result["rows"]))
+            print(budget_note(base))
 
     return run_main(work)
 
@@ -233,7 +248,7 @@ def run_comparison(base, out: Path, strategies: list[str], pretrain_epochs: int,
     if main_process():
         plot_trajectory(metrics, out / "trajectory.png")
         write_compare(out, result)
-        write_text(out / "table.txt", table(rows) + "\n")
+        write_text(out / "table.txt", table(rows) + "\n" + budget_note(base) + "\n")
     return result
 
 
