@@ -138,8 +138,9 @@ def table(rows: list[dict], board: str, rates, unfinished=()) -> str:
     return f"FINN estimates on {board} (layers only)\n\n" + "\n".join(lines) + pending
 
 
-def plot(rows: list[dict], path: Path, x: str, xlabel: str, log_x: bool = False) -> None:
-    """Accuracy over 10..30 dB against `x`: the dense ladder as the baseline curve, each compressed model a marker."""
+def plot(rows: list[dict], path: Path, x: str, xlabel: str, log_x: bool = False, rate: int | None = None) -> None:
+    """Accuracy over 10..30 dB against `x`: the dense ladder as the baseline curve, each compressed model a marker;
+    with `rate`, a model whose accelerator does not fit the part at that rate is drawn hollow and says so."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -151,13 +152,18 @@ def plot(rows: list[dict], path: Path, x: str, xlabel: str, log_x: bool = False)
     ladder.sort(key=value)
     ax.plot([value(r) for r in ladder], [100 * r["accuracy_10_30db"] for r in ladder], "-o", color="0.3", lw=2,
             label="dense width ladder (same recipe)", zorder=2)
+    no_fit = (lambda r: not r[f"at_{rate}"]["fits"]) if rate else (lambda r: False)
     for r in ladder:
-        ax.annotate(r["widths"].split("x")[0], (value(r), 100 * r["accuracy_10_30db"]), textcoords="offset points",
-                    xytext=(4, -10), fontsize=8, color="0.3")
+        ax.annotate(r["widths"].split("x")[0] + (" (does not fit)" if no_fit(r) else ""),
+                    (value(r), 100 * r["accuracy_10_30db"]), textcoords="offset points", xytext=(4, -10), fontsize=8,
+                    color="0.3")
+        if no_fit(r):
+            ax.scatter(value(r), 100 * r["accuracy_10_30db"], s=90, facecolors="white", edgecolors="0.3", zorder=3)
     markers = "sD^vP*X"
     for i, r in enumerate(r for r in rows if r["kind"] == "compressed"):
+        hollow = {"facecolors": "none", "edgecolors": f"C{i}", "linewidths": 1.5} if no_fit(r) else {"color": f"C{i}"}
         ax.scatter(value(r), 100 * r["accuracy_10_30db"], marker=markers[i % len(markers)], s=70, zorder=3,
-                   label=f"{r['name']} ({r['widths']})")
+                   label=f"{r['name']} ({r['widths']})" + (", does not fit" if no_fit(r) else ""), **hollow)
     if log_x:
         ax.set_xscale("log")
     ax.set_xlabel(xlabel)
@@ -257,7 +263,8 @@ def _results(rows, out: Path, work: Path, board: str, rates, data, check_frames:
     write_text(tmp / "results.md", text + "\n")
     plot(out_rows, tmp / "accuracy_vs_cost.png", "cost", "inference cost (ITU-ML5G-PS-007, qonnx; log)", log_x=True)
     plot(out_rows, tmp / "accuracy_vs_lut.png", f"at_{rates[-1]}.LUT",
-         f"FINN estimated LUTs at {rates[-1]:,} frames/s on {board}")
+         f"FINN estimated LUTs at {rates[-1]:,} frames/s on {board} (hollow: over 80% of a resource of the part)",
+         rate=rates[-1])
     plot_learning_curves(rows, tmp / "learning_curves.png")
     publish(tmp, out, COMMAND)
     log(text)
