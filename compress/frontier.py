@@ -89,7 +89,9 @@ def table(body: dict) -> str:
     w = [max(len(str(r[i])) for r in rows) for i in range(len(head))]
     fmt = lambda r: "  ".join(str(c).rjust(x) if i else str(c).ljust(x) for i, (c, x) in enumerate(zip(r, w)))  # noqa
     return "\n".join([f"frontier on {body['board']} at {body['target_fps']:,} frames/s (floor {body['floor']:.4f}; "
-                      f"* on the frontier; part: {body['capacity_lut']:,} LUT)", fmt(rows[0]),
+                      f"* on the frontier; part: {body['capacity_lut']:,} LUT; FINN's layer estimates as the folding "
+                      f"sees them, before bit widths are minimised: a build reports a few % fewer LUTs, mostly in "
+                      f"thresholds)", fmt(rows[0]),
                       fmt(["-" * x for x in w])] + [fmt(r) for r in rows[1:]])
 
 
