@@ -19,7 +19,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from radioml.atomic import atomic_path, write_json, write_text
+from radioml.atomic import write_json, write_text
 from radioml.cli import run_main
 from radioml.publish import check_target, output_lock, publish, work_dir
 
@@ -54,7 +54,8 @@ def _strategy_dirs(models: Path) -> list[Path]:
             return False
         return d.is_dir()
 
-    order = [root / Path(r["run_dir"]).name for r in read_compare(root)["rows"]] if (root / "compare.json").is_file() else []
+    swept = read_compare(root)["rows"] if (root / "compare.json").is_file() else []
+    order = [root / Path(r["run_dir"]).name for r in swept]
     rest = sorted(d for d in root.glob("*") if d not in order) if root.is_dir() else []
     return [d for d in order + rest if is_strategy(d)]
 
@@ -146,6 +147,8 @@ def plot(rows: list[dict], path: Path, x: str, xlabel: str, log_x: bool = False,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from train.plots import save_figure
+
     value = (lambda r: r[x]) if "." not in x else (lambda r: r[x.split(".")[0]][x.split(".")[1]])
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     ladder = [r for r in rows if r["kind"] == "ladder"]
@@ -170,9 +173,7 @@ def plot(rows: list[dict], path: Path, x: str, xlabel: str, log_x: bool = False,
     ax.set_ylabel("mean test accuracy over 10..30 dB (%)")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, loc="lower right")
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_learning_curves(rows: list[dict], path: Path) -> None:
@@ -183,6 +184,8 @@ def plot_learning_curves(rows: list[dict], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from train.plots import save_figure
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.8))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -222,9 +225,7 @@ def plot_learning_curves(rows: list[dict], path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def results(models: Path, out: Path, work: Path, board: str, rates, data: str | None, check_frames: int,

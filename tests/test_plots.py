@@ -10,7 +10,7 @@ from train import plots
 def figures(monkeypatch):
     """The figures the plot functions would write (their axes, before saving)."""
     caught = []
-    monkeypatch.setattr(plots, "_save", lambda fig, path: caught.append(fig))
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: caught.append(fig))
     return caught
 
 

@@ -13,7 +13,8 @@ import numpy as np  # noqa: E402
 from radioml.atomic import atomic_path  # noqa: E402
 
 
-def _save(fig, path: Path):
+def save_figure(fig, path: Path) -> None:
+    """Write `fig` as a PNG at `path` atomically (a reader never sees half a file) and free it."""
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -30,7 +31,7 @@ def plot_confusion(m: dict, path: Path):
     ax.set_ylabel("true")
     ax.set_title(f"Confusion matrix, all SNRs (accuracy {m['accuracy']:.3f})")
     fig.colorbar(im, ax=ax, fraction=0.046)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_accuracy_vs_snr(m: dict, path: Path):
@@ -43,7 +44,7 @@ def plot_accuracy_vs_snr(m: dict, path: Path):
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
     ax.set_title(f"Accuracy vs SNR ({m.get('strategy', '')}, overall {m['accuracy']:.3f})")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_class_accuracy_vs_snr(m: dict, path: Path):
@@ -66,7 +67,7 @@ def plot_class_accuracy_vs_snr(m: dict, path: Path):
     ax.set_xlabel("SNR (dB)")
     ax.set_title("Accuracy per modulation and SNR (%, test split)")
     fig.colorbar(im, ax=ax, fraction=0.03, label="accuracy")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 STYLES = [("o", "-", 7), ("s", "--", 5), ("D", "-.", 5), ("^", ":", 6), ("v", (0, (5, 1)), 6), ("P", "-", 5)]
@@ -110,7 +111,7 @@ def plot_trajectory(runs: dict, path: Path):
     if axes[1].get_legend_handles_labels()[0]:
         fig.legend(*axes[1].get_legend_handles_labels(), loc="lower center", ncol=2, fontsize=8,
                    bbox_to_anchor=(0.5, -0.12))
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_run(m: dict, run_dir: Path):
