@@ -28,7 +28,7 @@ import re
 import sys
 from pathlib import Path
 
-from radioml.atomic import atomic_path, write_json, write_text
+from radioml.atomic import write_json, write_text
 from radioml.cli import run_main
 from train.executor import Unit, add_executor_flags, connect, run_units
 
@@ -128,6 +128,8 @@ def plot_accuracy_vs_lut(rows: list[dict], path: Path, board: str, target_fps: i
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from train.plots import save_figure
+
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     markers = "osD^vP*X"
     for i, r in enumerate(rows):
@@ -146,9 +148,7 @@ def plot_accuracy_vs_lut(rows: list[dict], path: Path, board: str, target_fps: i
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     ax.set_title("Accuracy against accelerator size")
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def hardware_unit(row: dict, runs: Path, board: str, target_fps: int, util_cap: float, data: str | None,

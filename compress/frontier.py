@@ -15,7 +15,6 @@ import math
 from pathlib import Path
 
 from radioml.artifacts import need, read_artifact, write_artifact
-from radioml.atomic import atomic_path
 
 FORMAT = "amc-frontier/1"
 POINT_FIELDS = ("name", "model", "widths", "weight_bits", "act_bits", "feedback_accuracy", "test_accuracy", "lut",
@@ -101,6 +100,8 @@ def plot_frontier(body: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from train.plots import save_figure
+
     fig, ax = plt.subplots(figsize=(8, 4.8))
     pts = body["points"]
     share = size_key(body) == "worst_share"
@@ -131,6 +132,4 @@ def plot_frontier(body: dict, path: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     ax.set_title("Hardware-aware compression: accuracy against accelerator size")
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, path)

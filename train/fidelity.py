@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from radioml.atomic import atomic_path, write_json
+from radioml.atomic import write_json
 from radioml.classes import CLASSES, SNRS_DB
 from radioml.cli import run_main
 
@@ -130,6 +130,8 @@ def plot(r: dict, path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from .plots import save_figure
+
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(13, 4.5), gridspec_kw={"width_ratios": [1, 1.6]})
     s = list(r["per_snr"])
     a1.plot(s, [r["per_snr"][k] for k in s], "o-", label="this set")
@@ -148,9 +150,7 @@ def plot(r: dict, path: Path, title: str) -> None:
     a2.grid(alpha=0.3, axis="y")
     a2.legend(loc="lower left", fontsize=8)
     fig.suptitle(title, fontsize=10)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def fidelity(model_path, data, out=None, batch_size: int = 512, progress: bool = True) -> dict:

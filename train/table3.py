@@ -26,7 +26,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from radioml.atomic import atomic_path, write_json, write_text
+from radioml.atomic import write_json, write_text
 from radioml.cli import run_main
 
 from .compare import _dense, summary_row, table
@@ -110,6 +110,8 @@ def plot_cost_vs_bits(result: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from .plots import save_figure
+
     fmp = sorted((int(r["strategy"].split("-")[1][:-1]), r) for r in result["rows"]
                  if r["strategy"].startswith("fmp-") and r["strategy"].endswith("b"))
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
@@ -129,9 +131,7 @@ def plot_cost_vs_bits(result: dict, path: Path) -> None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv=None) -> int:
