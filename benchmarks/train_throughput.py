@@ -14,11 +14,14 @@ random frames: compute-bound, no data reader) of the same network in each state:
   c  fast       QAT, statistics phase, FastAbsPercentile (a run from scratch, today's model)
   d  after      QAT after the statistics phase (state dict loaded), eager
   e  compiled   d under torch.compile (compile time reported separately)
-  f  fused      d through train/speed.py's Step: QuantReLU in fewer passes, max-pool before it (this change)
-  g  fused      c through the same Step (the statistics phase of a run from scratch, this change)
-  h  f + torch.compile;  i  f under bf16 autocast;  a2  a under bf16 autocast (bf16 rows: CPUs with bf16 only)
+  f  fused      d through train/speed.py's Step: QuantReLU in fewer passes, max-pool before it (eager ops)
+  j  kernels    f with each QuantReLU by two generated kernels (--train.kernels: the default on a CPU)
+  g  fused      c through the default Step (the statistics phase of a run from scratch)
+  h  f + torch.compile;  i  j under bf16 autocast;  a2  a under bf16 autocast (bf16 rows: CPUs with bf16 only)
 
-then the levers on rows c and d: batch size and torch.set_num_threads. Every row
+then the levers on rows c and d: batch size and torch.set_num_threads, and where the time of a step
+of rows a and f goes (torch.profiler's self time per kernel group: what bounds QAT against float).
+Every row
 is a fresh model built with the same seed; after --warmup steps each, the rows
 are timed in turn, --steps steps at a time, --repeats rounds (interleaved, so a
 busy neighbour on a shared CPU slows all rows alike), and each reports its median.
@@ -180,6 +183,49 @@ def _check_phase(model: nn.Module, state: str) -> None:
             assert s.counter > s.collect_stats_steps, f"{state}: still in the statistics phase"
 
 
+KERNEL_GROUPS = (("convolution", ("convolution",)), ("dense matmul", ("aten::mm", "aten::addmm")),
+                 ("BatchNorm", ("batch_norm",)), ("max-pool", ("max_pool", "aten::max", "aten::scatter_")))
+
+
+def kernel_group(op: str) -> str:
+    """The group of a profiled op; 'quantisers, optimizer, rest' for everything not shared with float."""
+    for group, keys in KERNEL_GROUPS:
+        if any(op == k if k.startswith("aten::") else k in op for k in keys):
+            return group
+    return "quantisers, optimizer, rest"
+
+
+def breakdown(r: "_Row", steps: int) -> dict[str, float]:
+    """Milliseconds of self CPU time per kernel group in one training step of row r (profiled steps)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        r._steps(steps)
+    ms: dict[str, float] = {}
+    for e in prof.key_averages():
+        g = kernel_group(e.key)
+        ms[g] = ms.get(g, 0.0) + e.self_cpu_time_total / 1e3 / steps
+    return ms
+
+
+def print_breakdown(rows: list, steps: int) -> None:
+    """Where a step of float (row a) and of the default QAT step (row j) goes, and the bound that follows."""
+    groups = [g for g, _ in KERNEL_GROUPS] + ["quantisers, optimizer, rest"]
+    ms = {r.label.split()[0]: breakdown(r, steps) for r in rows}
+    print(f"\nwhere a step's time goes (self CPU ms a step, torch.profiler over {steps} steps, "
+          f"batch {rows[0].batch}, {rows[0].threads} thr):")
+    print(f"{'kernel group':<30}" + "".join(f"{'row ' + k:>12}" for k in ms))
+    for g in groups + ["total"]:
+        cells = (sum(m.values()) if g == "total" else m.get(g, 0.0) for m in ms.values())
+        print(f"{g:<30}" + "".join(f"{c:>12.1f}" for c in cells))
+    if "a" in ms and "j" in ms:
+        target = sum(ms["a"].values()) / 1.5
+        shared = sum(ms["j"].get(g, 0.0) for g, _ in KERNEL_GROUPS)
+        verdict = "out of reach with these kernels" if shared > target else "not excluded by this bound"
+        print(f"1.5x float is {target:.0f} ms a step; row j's float kernels alone (convolution, matmul, "
+              f"BatchNorm, max-pool) take {shared:.0f} ms: {verdict}")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--filters", type=int, default=64,
@@ -196,7 +242,9 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=2, help="untimed steps before timing each row (default: %(default)s)")
     p.add_argument("--steps", type=int, default=3, help="steps per timed repeat (default: %(default)s)")
     p.add_argument("--repeats", type=int, default=5, help="timed repeats per row; the median is reported (default: %(default)s)")
-    p.add_argument("--no-fused", action="store_true", help="skip rows f-i (this change's training step)")
+    p.add_argument("--no-fused", action="store_true", help="skip rows f-j (train/speed.py's training step)")
+    p.add_argument("--breakdown-steps", type=int, default=3,
+                   help="steps profiled for the time breakdown of rows a and f; 0 skips it (default: %(default)s)")
     a = p.parse_args(argv)
     if a.warmup + a.steps * a.repeats >= 300:
         p.error("warmup + steps * repeats must stay below Brevitas' 300 statistics steps")
@@ -243,12 +291,13 @@ def main(argv=None) -> int:
             model = _qat_model(cfg, key)
             return _Row(key, label, model, B, T, step_model=Step(model, SpeedConfig(**speed), cpu))
 
-        main_rows += [fused("after", "f d, fused step (this change)", precision="fp32", compile="false"),
-                      fused("fast", "g c, fused step (this change)", precision="fp32", compile="false")]
+        main_rows += [fused("after", "f d, fused step, eager ops", precision="fp32", compile="false", kernels="false"),
+                      fused("after", "j f + QuantReLU kernels (default)", precision="fp32", compile="false"),
+                      fused("fast", "g c, default fused step", precision="fp32", compile="false")]
         if not a.no_compile:
             main_rows.append(fused("after", "h f + torch.compile", precision="fp32", compile="true"))
         if bf16:
-            main_rows.append(fused("after", "i f under bf16 autocast", precision="bf16", compile="false"))
+            main_rows.append(fused("after", "i j under bf16 autocast", precision="bf16", compile="false"))
     lever_rows = []
     if not a.no_levers:
         batches = [int(b) for b in a.lever_batches.split(",") if b.strip()]
@@ -307,12 +356,15 @@ def main(argv=None) -> int:
                   else ", never pays back")
         parts.append(f"compiled {fps['e'] / base:.2f}x{payoff}")
     if "f" in fps:
-        parts.append(f"fused step {fps['f'] / fps['d']:.2f}x row d after the statistics phase, "
+        parts.append(f"fused step {fps['f'] / fps['d']:.2f}x row d after the statistics phase, with the QuantReLU "
+                     f"kernels {fps['j'] / fps['d']:.2f}x (row j, {fps['j'] / fps['f']:.2f}x row f), "
                      f"{fps['g'] / fps['c']:.2f}x row c in it")
-    best = max((k for k in fps if k in "defhi"), key=lambda k: fps[k])
+    best = max((k for k in fps if k in "defhij"), key=lambda k: fps[k])
     parts.append(f"QAT at best (row {best}) is {fps[best] / fps['a']:.2f}x float PyTorch ({fps['a']:.0f} frames/s; "
                  f"targets: >= 1.5x or >= 1,000 frames/s, and row g >= 2x row c)")
     print("conclusion: " + "; ".join(parts) + ".")
+    if a.breakdown_steps > 0:
+        print_breakdown([r for r in main_rows if r.label.split()[0] in ("a", "j")], a.breakdown_steps)
     wall = time.perf_counter() - t_start
     busy1 = _busy_cores()
     if busy0 is not None:

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from radioml.batches import iter_batches, prefetch
-from train.speed import SpeedConfig, Step
+from train.speed import SpeedConfig, Step, for_run
 
 
 def epoch_frames(train: np.ndarray, subset: float, seed: int, step: int, epoch: int) -> np.ndarray:
@@ -40,7 +40,7 @@ def train_epoch(model, teacher, ds, frames: np.ndarray, *, lr: float, batch_size
                 speed: SpeedConfig | None = None):
     """One pass over `frames` (the student's forward by train/speed.py's levers); returns (the optimizer, mean loss)."""
     model.train()
-    step = Step(model, speed or SpeedConfig(), torch.device("cpu"))
+    step = Step(model, for_run(speed or SpeedConfig(), len(frames) // batch_size), torch.device("cpu"))
     opt = optimizer or torch.optim.Adam(model.parameters(), lr=lr)
     loss_sum, seen = 0.0, 0
     batches = prefetch(iter_batches(ds, frames, batch_size, shuffle=True, seed=seed, epoch=epoch_key), 3)

@@ -11,7 +11,7 @@ from torch import nn
 from tests.conftest import kill_at_epoch
 from tests.test_training import SMALL, load_model, run_train
 from train import checkpoint as ckpt
-from train.fakequant import pair_max, relu_fake_quant
+from train.fakequant import mark, pair_max, relu_fake_quant
 from train.masks import init_masks, prune_step
 from train.model import ModelConfig, build_vgg10
 from train.speed import SpeedConfig, bf16_supported
@@ -29,9 +29,12 @@ def _model(after_stats: bool):
     return m
 
 
+@pytest.mark.parametrize("kernels", [False, True])
 @pytest.mark.parametrize("after_stats", [False, True])
-def test_fused_quant_relu_gives_brevitas_values_and_gradients(after_stats):
+def test_fused_quant_relu_gives_brevitas_values_and_gradients(after_stats, kernels):
+    """Eager ops or generated kernels: Brevitas' values and gradients, bit for bit (the scale's included)."""
     a, b = _model(after_stats)[3], _model(after_stats)[3]
+    mark(b, kernels=kernels)
     x = (torch.randn(4, 8, 1024) * 2).requires_grad_()
     x2 = x.detach().clone().requires_grad_()
     g = torch.randn(4, 8, 1024)
@@ -75,13 +78,44 @@ def test_marking_reads_each_quant_relus_grid_before_any_step():
     assert len(fused) >= 7 and all(mod._max_int == 2.0 ** CFG.act_bits - 1 for mod in fused)
 
 
-def test_fused_training_step_keeps_forward_values():
+@pytest.mark.parametrize("kernels, label", [("false", "fp32, fused"), ("true", "fp32, fused, kernels")])
+def test_fused_training_step_keeps_forward_values(kernels, label):
     from train.speed import Step
 
     m = _model(True)
-    step = Step(m, SpeedConfig(precision="fp32", compile="false"), torch.device("cpu"))
+    step = Step(m, SpeedConfig(precision="fp32", compile="false", kernels=kernels), torch.device("cpu"))
     x = torch.randn(4, 2, 1024)
-    assert torch.equal(step(x), m(x)) and step.label == "fp32, fused"
+    assert torch.equal(step(x), m(x)) and step.label == label
+
+
+def test_training_with_the_generated_kernels_gives_the_eager_steps_weights():
+    """The kernels change speed only: Adam steps through them end on the same weights, bit for bit."""
+    from train.speed import Step
+
+    weights = []
+    for kernels in ("false", "true"):
+        m = _model(False)  # the statistics phase, then past it
+        step = Step(m, SpeedConfig(precision="fp32", compile="false", kernels=kernels), torch.device("cpu"))
+        opt = torch.optim.Adam(m.parameters(), 1e-3)
+        g = torch.Generator().manual_seed(3)
+        for _ in range(4):
+            opt.zero_grad()
+            x, y = torch.randn(8, 2, 1024, generator=g), torch.randint(0, 24, (8,), generator=g)
+            torch.nn.functional.cross_entropy(step(x), y).backward()
+            opt.step()
+        weights.append(m.state_dict())
+    a, b = weights
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_auto_kernels_are_off_for_epochs_too_short_to_pay_for_them():
+    from train.speed import KERNEL_MIN_STEPS, for_run, uses_kernels
+
+    cpu = torch.device("cpu")
+    assert uses_kernels(for_run(SpeedConfig(), KERNEL_MIN_STEPS), cpu)
+    assert not uses_kernels(for_run(SpeedConfig(), KERNEL_MIN_STEPS - 1), cpu)
+    assert uses_kernels(for_run(SpeedConfig(kernels="true"), 1), cpu)
+    assert not uses_kernels(SpeedConfig(kernels="auto", compile="true"), cpu)  # a step compiled whole fuses them
 
 
 def _train(tmp_path, tiny_file, *extra):
@@ -94,6 +128,7 @@ def _train(tmp_path, tiny_file, *extra):
     (["--train.precision", "fp16"], "invalid choice: 'fp16'"),
     (["--train.compile", "maybe"], "invalid choice: 'maybe'"),
     (["--train.fused", "perhaps"], "expected true or false"),
+    (["--train.kernels", "maybe"], "invalid choice: 'maybe'"),
     (["--train.resident_gb", "-1"], "train.resident_gb must be >= 0"),
 ])
 def test_bad_speed_flags_fail_in_one_line(tmp_path, tiny_file, flags, message):
@@ -113,6 +148,14 @@ def test_bf16_on_a_cpu_without_it_fails_before_work_and_auto_falls_back(tmp_path
     assert "training step: fp32, fused" in (tmp_path / "r" / "train.log").read_text()
 
 
+def test_kernels_without_a_cpp_compiler_fail_before_work(tmp_path, tiny_file):
+    env = {"PYTHONPATH": os.getcwd(), "PATH": str(tmp_path / "no-compilers"), "HOME": os.environ.get("HOME", "/")}
+    r = subprocess.run([sys.executable, "-m", "train", "--data.path", str(tiny_file), "--run_dir", str(tmp_path / "r"),
+                        *SMALL, "--train.kernels", "true"], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "no C++ compiler" in r.stderr and r.stderr.count("\n") == 1
+    assert not (tmp_path / "r").exists()
+
+
 def test_cuda_without_a_gpu_fails_before_work(tmp_path, tiny_file):
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
@@ -122,17 +165,17 @@ def test_cuda_without_a_gpu_fails_before_work(tmp_path, tiny_file):
 
 @pytest.mark.slow
 def test_killed_fused_run_after_the_statistics_phase_resumes_to_the_same_weights(tmp_path, tiny_file):
-    """The fast path at its fastest (statistics done, so max-pool runs before the QuantReLU), with
-    pruning: a run killed mid-way and resumed ends with the weights of an uninterrupted one."""
+    """The fast path at its fastest (statistics done, so max-pool runs before the QuantReLU; generated
+    kernels), with pruning: a run killed mid-way and resumed ends with the weights of an uninterrupted one."""
     start = tmp_path / "start"
     run_train(tmp_path, start, tiny_file, "--prune.strategy", "none", "--optim.epochs_per_round", "1",
               "--prune.cost_every_round", "false")
     args = ("--init_from", str(start / "model.pt"), "--prune.strategy", "fmp", "--prune.floor", "0",
             "--prune.max_rounds", "3", "--optim.epochs_per_round", "1", "--prune.cost_every_round", "false",
-            "--train.fused", "true", "--train.resident", "true")
+            "--train.fused", "true", "--train.kernels", "true", "--train.resident", "true")
     ref = tmp_path / "ref"
     run_train(tmp_path, ref, tiny_file, *args)
-    assert "training step: fp32, fused" in (ref / "train.log").read_text()
+    assert "training step: fp32, fused, kernels" in (ref / "train.log").read_text()
     run = tmp_path / "killed"
     p = run_train(tmp_path, run, tiny_file, *args, wait=False)
     kill_at_epoch(p, run / "checkpoint.pt", 2)
@@ -151,7 +194,7 @@ def test_gpu_train_script_runs_on_the_cpu(tmp_path):
     assert main(["--tiny", "--device", "cpu", "--no-train", "--out", str(tmp_path)]) == 0
     rows = json.loads((tmp_path / "gpu_train.json").read_text())["rows"]
     assert len(rows) == 12 and all(r["frames_per_s"] > 0 for r in rows)
-    assert {r["step"] for r in rows} == {"fp32", "fp32, fused"}
+    assert {r["step"] for r in rows} == {"fp32", "fp32, fused, kernels"}
 
 
 def test_gpu_train_script_stops_in_one_line_where_the_epoch_cost_cannot_run(tmp_path):

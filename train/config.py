@@ -154,8 +154,8 @@ def _cuda_available() -> bool:
 
 # Fields that do not change results: a resumed run may differ in these.
 NON_SEMANTIC = {"run_dir", "device", "threads", "data.cache_dir", "data.path", "prune.cost_every_round",
-                "allow_other_data", "train", "train.precision", "train.compile", "train.fused", "train.resident",
-                "train.resident_gb"}
+                "allow_other_data", "train", "train.precision", "train.compile", "train.fused", "train.kernels",
+                "train.resident", "train.resident_gb"}
 
 
 def _leaves(obj, prefix=""):

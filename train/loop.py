@@ -49,7 +49,7 @@ from .narrow import narrow
 from .saved_model import load_model, save_model
 from .results import write_metrics
 from .scheduler_factory import make_scheduler
-from .speed import Resident, Step, fits, training_forward
+from .speed import Resident, SpeedConfig, Step, fits, for_run, training_forward
 from .sync_bn import sync_batchnorm
 
 log = logging.getLogger("train")
@@ -284,6 +284,7 @@ class Run:
     _net: tuple | None = None  # (model, its DistributedDataParallel wrapper)
     _step: Step | None = None  # the live model's training forward (train/speed.py)
     resident: Resident | None = None  # the training split in memory, when it fits
+    _speed: SpeedConfig | None = None
 
     def __post_init__(self):
         if self.model_cfg is None:
@@ -297,7 +298,7 @@ class Run:
             if self.cfg.sync_bn:
                 sync_batchnorm(self.model)
             self._net = (self.model, nn.parallel.DistributedDataParallel(
-                training_forward(self.model, self.cfg.train),
+                training_forward(self.model, self.speed, self.device),
                 device_ids=[self.device.index] if self.device.type == "cuda" else None))
         return self._net[1]
 
@@ -443,10 +444,17 @@ class Run:
             loss_sum, correct, seen = totals[0], totals[1], int(totals[2].item())
         return loss_sum.item() / max(seen, 1), correct.item() / max(seen, 1)
 
+    @property
+    def speed(self) -> SpeedConfig:
+        """The speed levers for this run's epoch length (train/speed.py)."""
+        if self._speed is None:
+            self._speed = for_run(self.cfg.train, len(self.splits.train_for(0)) // self.cfg.optim.batch_size)
+        return self._speed
+
     def step(self, net: nn.Module) -> Step:
         """The training forward of the live model with this run's speed levers (rebuilt with the model)."""
         if self._step is None or self._step.model is not self.model:
-            self._step = Step(self.model, self.cfg.train, self.device, wrapped=net if net is not self.model else None)
+            self._step = Step(self.model, self.speed, self.device, wrapped=net if net is not self.model else None)
             if self.dist.main:
                 log.info(f"training step: {self._step.label}")
         return self._step

@@ -9,6 +9,7 @@ forward values); torch.compile did not pay there, so it is on for CUDA only by d
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +18,7 @@ from torch import nn
 
 from radioml.classes import FRAME_LENGTH
 
-from .fakequant import block_forward, mark
+from .fakequant import block_forward, kernels_available, mark
 from .fields import opt
 
 PRECISIONS = ("fp32", "bf16", "auto")
@@ -32,6 +33,9 @@ class SpeedConfig:
     compile: str = opt("auto", "torch.compile the training step: true, false, or auto (on CUDA only: it did not "
                                "pay on a 2-core AVX2 CPU)", SWITCHES)
     fused: bool = opt(True, "QuantReLU in fewer passes and max-pool before it in training (same forward values)")
+    kernels: str = opt("auto", "with fused: each QuantReLU by two torch-inductor kernels (same values and "
+                               "gradients, 2x faster than the eager ops on a 2-core AVX2 CPU; a few seconds to "
+                               "generate): true, false, or auto (on a CPU with a C++ compiler)", SWITCHES)
     resident: bool = opt(True, "hold the training split in memory as one tensor when it fits (no per-batch "
                                "file reads)")
     resident_gb: float = opt(4.0, "largest training split held resident, in GB of float32 frames")
@@ -68,8 +72,12 @@ def check(speed: SpeedConfig, device: torch.device) -> None:
     """Refuse, before any work, a precision the device cannot run."""
     if speed.precision not in PRECISIONS:
         raise ValueError(f"train.precision must be one of {PRECISIONS}, got {speed.precision!r}")
-    if speed.compile not in SWITCHES:
-        raise ValueError(f"train.compile must be one of {SWITCHES}, got {speed.compile!r}")
+    for name in ("compile", "kernels"):
+        if getattr(speed, name) not in SWITCHES:
+            raise ValueError(f"train.{name} must be one of {SWITCHES}, got {getattr(speed, name)!r}")
+    if speed.kernels == "true" and not kernels_available():
+        raise ValueError("--train.kernels true: no C++ compiler (g++, c++ or clang++) on PATH for torch inductor's "
+                         "CPU kernels; use false or auto")
     if speed.resident_gb < 0:
         raise ValueError(f"train.resident_gb must be >= 0, got {speed.resident_gb}")
     if speed.precision == "bf16" and not bf16_supported(device):
@@ -89,6 +97,25 @@ def compiles(speed: SpeedConfig, device: torch.device) -> bool:
     return speed.compile == "true" or (speed.compile == "auto" and device.type == "cuda")
 
 
+KERNEL_MIN_STEPS = 200  # generating the kernels costs a few seconds a process: about 200 steps' saving
+
+
+def uses_kernels(speed: SpeedConfig, device: torch.device) -> bool:
+    """The generated QuantReLU kernels: asked for, or under auto on a CPU that can generate them (a step compiled
+    whole fuses the same operations itself)."""
+    if not speed.fused or compiles(speed, device):
+        return False
+    return speed.kernels == "true" or (speed.kernels == "auto" and device.type == "cpu" and kernels_available())
+
+
+def for_run(speed: SpeedConfig, steps_per_epoch: int) -> SpeedConfig:
+    """speed for a run of `steps_per_epoch` steps an epoch: auto kernels off where an epoch is too short to
+    pay for generating them (the tiny runs of tests and smoke checks)."""
+    if speed.kernels == "auto" and steps_per_epoch < KERNEL_MIN_STEPS:
+        return dataclasses.replace(speed, kernels="false")
+    return speed
+
+
 class _Forward(nn.Module):
     """The model's training forward: its layers run by block_forward (what torch.compile traces)."""
 
@@ -100,11 +127,11 @@ class _Forward(nn.Module):
         return block_forward(list(self.model), x)
 
 
-def training_forward(model: nn.Module, speed: SpeedConfig) -> nn.Module:
+def training_forward(model: nn.Module, speed: SpeedConfig, device: torch.device = torch.device("cpu")) -> nn.Module:
     """The module whose forward a training step runs: the fused one where the levers allow, else the model.
     DistributedDataParallel wraps this one, so N ranks compute what one process computes."""
     if speed.fused and isinstance(model, nn.Sequential):
-        return _Forward(mark(model))
+        return _Forward(mark(model, kernels=uses_kernels(speed, device)))
     return model
 
 
@@ -116,13 +143,15 @@ class Step:
         self.dtype = autocast_dtype(speed, device)
         self.compiled = compiles(speed, device)
         # DistributedDataParallel (wrapping training_forward's module): its forward syncs the gradients
-        fwd = wrapped if wrapped is not None else training_forward(model, speed)
+        fwd = wrapped if wrapped is not None else training_forward(model, speed, device)
         self.forward = torch.compile(fwd) if self.compiled else fwd
 
     @property
     def label(self) -> str:
+        inner = self._inner
+        kernels = isinstance(inner, _Forward) and any(getattr(m, "_kernels", False) for m in inner.model)
         return (f"{'bf16 autocast' if self.dtype else 'fp32'}{', compiled' if self.compiled else ''}"
-                f"{', fused' if isinstance(self._inner, _Forward) else ''}")
+                f"{', fused' if isinstance(inner, _Forward) else ''}{', kernels' if kernels else ''}")
 
     @property
     def _inner(self) -> nn.Module:
