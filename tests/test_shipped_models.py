@@ -32,7 +32,8 @@ BREAKDOWN_ABS = 0.01
 
 def _runs() -> list[Path]:
     """Run directories with a model.pt and its metrics.json (finished runs only)."""
-    found = [*MODELS.glob("ladder/f*/"), *MODELS.glob("compression/*/"), *MODELS.glob("front-end/*/")]
+    found = [*MODELS.glob("ladder/f*/"), *MODELS.glob("compression/*/"), *MODELS.glob("front-end/*/"),
+             *MODELS.glob("table3/*/")]
     return sorted(d for d in found if (d / "model.pt").is_file() and (d / "metrics.json").is_file())
 
 
