@@ -20,7 +20,7 @@ random frames: compute-bound, no data reader) of the same network in each state:
   h  f + torch.compile;  i  j under bf16 autocast;  a2  a under bf16 autocast (bf16 rows: CPUs with bf16 only)
 
 then the levers on rows c and d: batch size and torch.set_num_threads, and where the time of a step
-of rows a and f goes (torch.profiler's self time per kernel group: what bounds QAT against float).
+of rows a and j goes (torch.profiler's self time per kernel group: what bounds QAT against float).
 Every row
 is a fresh model built with the same seed; after --warmup steps each, the rows
 are timed in turn, --steps steps at a time, --repeats rounds (interleaved, so a
@@ -185,14 +185,15 @@ def _check_phase(model: nn.Module, state: str) -> None:
 
 KERNEL_GROUPS = (("convolution", ("convolution",)), ("dense matmul", ("aten::mm", "aten::addmm")),
                  ("BatchNorm", ("batch_norm",)), ("max-pool", ("max_pool", "aten::max", "aten::scatter_")))
+REST = "quantisers, optimizer, rest"  # every op QAT does not share with float
 
 
 def kernel_group(op: str) -> str:
-    """The group of a profiled op; 'quantisers, optimizer, rest' for everything not shared with float."""
+    """The group of a profiled op; REST for everything not shared with float."""
     for group, keys in KERNEL_GROUPS:
         if any(op == k if k.startswith("aten::") else k in op for k in keys):
             return group
-    return "quantisers, optimizer, rest"
+    return REST
 
 
 def breakdown(r: "_Row", steps: int) -> dict[str, float]:
@@ -210,7 +211,7 @@ def breakdown(r: "_Row", steps: int) -> dict[str, float]:
 
 def print_breakdown(rows: list, steps: int) -> None:
     """Where a step of float (row a) and of the default QAT step (row j) goes, and the bound that follows."""
-    groups = [g for g, _ in KERNEL_GROUPS] + ["quantisers, optimizer, rest"]
+    groups = [g for g, _ in KERNEL_GROUPS] + [REST]
     ms = {r.label.split()[0]: breakdown(r, steps) for r in rows}
     print(f"\nwhere a step's time goes (self CPU ms a step, torch.profiler over {steps} steps, "
           f"batch {rows[0].batch}, {rows[0].threads} thr):")
@@ -244,7 +245,7 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=5, help="timed repeats per row; the median is reported (default: %(default)s)")
     p.add_argument("--no-fused", action="store_true", help="skip rows f-j (train/speed.py's training step)")
     p.add_argument("--breakdown-steps", type=int, default=3,
-                   help="steps profiled for the time breakdown of rows a and f; 0 skips it (default: %(default)s)")
+                   help="steps profiled for the time breakdown of rows a and j; 0 skips it (default: %(default)s)")
     a = p.parse_args(argv)
     if a.warmup + a.steps * a.repeats >= 300:
         p.error("warmup + steps * repeats must stay below Brevitas' 300 statistics steps")

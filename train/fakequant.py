@@ -20,6 +20,8 @@ the scale's two sums still run eagerly over the same products.
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 
@@ -65,14 +67,10 @@ def _backward_kernel(g, x, scale, zero_point, max_int: float):
     return gt / scale, g * c, -gt * (t / scale)
 
 
-_kernels: dict = {}
-
-
+@functools.cache
 def _compiled(fn):
     """fn compiled once per process by torch inductor (shapes symbolic: one kernel for every layer)."""
-    if fn not in _kernels:
-        _kernels[fn] = torch.compile(fn, dynamic=True)
-    return _kernels[fn]
+    return torch.compile(fn, dynamic=True)
 
 
 class _ReLUFakeQuantKernels(torch.autograd.Function):
