@@ -21,10 +21,9 @@ random frames: compute-bound, no data reader) of the same network in each state:
 
 then the levers on rows c and d: batch size and torch.set_num_threads, and where the time of a step
 of rows a and j goes (torch.profiler's self time per kernel group: what bounds QAT against float).
-Every row
-is a fresh model built with the same seed; after --warmup steps each, the rows
-are timed in turn, --steps steps at a time, --repeats rounds (interleaved, so a
-busy neighbour on a shared CPU slows all rows alike), and each reports its median.
+Every row is a fresh model built with the same seed; after --warmup steps each, the rows are timed in
+turn, --steps steps at a time, --repeats rounds (interleaved, so a busy neighbour on a shared CPU slows
+all rows alike), and each reports its median.
 Stats-phase rows are checked to still be in the statistics phase after timing.
 
     python -m benchmarks.train_throughput [--filters 64] [--batch-size 128] [--no-compile]
@@ -257,7 +256,7 @@ def main(argv=None) -> int:
     busy0 = _busy_cores()
     print(f"VGG10 {cfg.bits_label()} bits, {a.filters} filters: training frames/s on {os.cpu_count()} CPU cores "
           f"(torch {torch.__version__}); median of {a.repeats} x {a.steps} steps after {a.warmup} warm-up steps")
-    from train.speed import SpeedConfig, Step, bf16_supported, cpu_flags
+    from train.speed import SpeedConfig, Step, bf16_supported, cpu_flags, uses_kernels
 
     cpu = torch.device("cpu")
     bf16 = bf16_supported(cpu)
@@ -292,8 +291,10 @@ def main(argv=None) -> int:
             model = _qat_model(cfg, key)
             return _Row(key, label, model, B, T, step_model=Step(model, SpeedConfig(**speed), cpu))
 
+        kernels_here = uses_kernels(SpeedConfig(precision="fp32", compile="false"), cpu)
         main_rows += [fused("after", "f d, fused step, eager ops", precision="fp32", compile="false", kernels="false"),
-                      fused("after", "j f + QuantReLU kernels (default)", precision="fp32", compile="false"),
+                      fused("after", "j f + QuantReLU kernels (default)" if kernels_here
+                            else "j default step (no kernels here)", precision="fp32", compile="false"),
                       fused("fast", "g c, default fused step", precision="fp32", compile="false")]
         if not a.no_compile:
             main_rows.append(fused("after", "h f + torch.compile", precision="fp32", compile="true"))

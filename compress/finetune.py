@@ -37,10 +37,12 @@ def distillation_loss(student: torch.Tensor, teacher: torch.Tensor | None, y: to
 
 def train_epoch(model, teacher, ds, frames: np.ndarray, *, lr: float, batch_size: int, kd_weight: float,
                 kd_temperature: float, seed: int, epoch_key: int, optimizer=None, desc: str | None = None,
-                speed: SpeedConfig | None = None):
-    """One pass over `frames` (the student's forward by train/speed.py's levers); returns (the optimizer, mean loss)."""
+                speed: SpeedConfig | None = None, planned_epochs: int = 1):
+    """One pass over `frames` (the student's forward by train/speed.py's levers, for a fine-tune of up to
+    `planned_epochs` such passes); returns (the optimizer, mean loss)."""
     model.train()
-    step = Step(model, for_run(speed or SpeedConfig(), len(frames) // batch_size), torch.device("cpu"))
+    step = Step(model, for_run(speed or SpeedConfig(), len(frames) // batch_size * planned_epochs),
+                torch.device("cpu"))
     opt = optimizer or torch.optim.Adam(model.parameters(), lr=lr)
     loss_sum, seen = 0.0, 0
     batches = prefetch(iter_batches(ds, frames, batch_size, shuffle=True, seed=seed, epoch=epoch_key), 3)

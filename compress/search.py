@@ -118,7 +118,8 @@ def finetune_move(model_path: str, move: Move, cfg: SearchConfig, k: int, floor:
         frames = epoch_frames(split.train, cfg.train_subset, cfg.seed, k, e)
         opt, _ = train_epoch(model, teacher, ds, frames, lr=cfg.lr, batch_size=cfg.batch_size,
                              kd_weight=cfg.kd_weight, kd_temperature=cfg.kd_temperature, seed=cfg.seed * 1000 + k,
-                             epoch_key=e, optimizer=opt, desc=f"step {k} epoch {e + 1}")
+                             epoch_key=e, optimizer=opt, desc=f"step {k} epoch {e + 1}",
+                             planned_epochs=cfg.epochs_per_step)
         accs.append(accuracy(model, ds, split.val))
         if accs[-1] >= floor:
             break

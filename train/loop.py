@@ -446,9 +446,10 @@ class Run:
 
     @property
     def speed(self) -> SpeedConfig:
-        """The speed levers for this run's epoch length (train/speed.py)."""
+        """The speed levers for this run's length, at least a round's epochs (train/speed.py)."""
         if self._speed is None:
-            self._speed = for_run(self.cfg.train, len(self.splits.train_for(0)) // self.cfg.optim.batch_size)
+            steps_per_epoch = len(self.splits.train_for(0)) // self.cfg.optim.batch_size
+            self._speed = for_run(self.cfg.train, steps_per_epoch * max(1, self.cfg.optim.epochs_per_round))
         return self._speed
 
     def step(self, net: nn.Module) -> Step:

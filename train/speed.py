@@ -18,7 +18,7 @@ from torch import nn
 
 from radioml.classes import FRAME_LENGTH
 
-from .fakequant import block_forward, kernels_available, mark
+from .fakequant import block_forward, kernels_available, kernels_unavailable, mark
 from .fields import opt
 
 PRECISIONS = ("fp32", "bf16", "auto")
@@ -33,9 +33,10 @@ class SpeedConfig:
     compile: str = opt("auto", "torch.compile the training step: true, false, or auto (on CUDA only: it did not "
                                "pay on a 2-core AVX2 CPU)", SWITCHES)
     fused: bool = opt(True, "QuantReLU in fewer passes and max-pool before it in training (same forward values)")
-    kernels: str = opt("auto", "with fused: each QuantReLU by two torch-inductor kernels (same values and "
-                               "gradients, 2x faster than the eager ops on a 2-core AVX2 CPU; a few seconds to "
-                               "generate): true, false, or auto (on a CPU with a C++ compiler)", SWITCHES)
+    kernels: str = opt("auto", "with fused, on a CPU: each float32 QuantReLU by two torch-inductor kernels (same "
+                               "values and gradients; the QuantReLU 2x, the 64-filter step 1.13x faster on a 2-core "
+                               "AVX2 CPU; generated once a process, seconds to a minute): true, false, or auto (on a "
+                               "CPU where inductor compiles, for runs long enough to pay)", SWITCHES)
     resident: bool = opt(True, "hold the training split in memory as one tensor when it fits (no per-batch "
                                "file reads)")
     resident_gb: float = opt(4.0, "largest training split held resident, in GB of float32 frames")
@@ -75,9 +76,17 @@ def check(speed: SpeedConfig, device: torch.device) -> None:
     for name in ("compile", "kernels"):
         if getattr(speed, name) not in SWITCHES:
             raise ValueError(f"train.{name} must be one of {SWITCHES}, got {getattr(speed, name)!r}")
-    if speed.kernels == "true" and not kernels_available():
-        raise ValueError("--train.kernels true: no C++ compiler (g++, c++ or clang++) on PATH for torch inductor's "
-                         "CPU kernels; use false or auto")
+    if speed.kernels == "true":
+        if not speed.fused:
+            raise ValueError("--train.kernels true needs --train.fused true (the kernels are the fused QuantReLU's)")
+        if device.type != "cpu" or compiles(speed, device):
+            raise ValueError(f"--train.kernels true: the training step on {device.type} is compiled whole "
+                             f"(--train.compile {speed.compile}), which fuses the same operations; use kernels "
+                             "auto or false, or --train.compile false on a CPU")
+        why = kernels_unavailable()
+        if why is not None:
+            raise ValueError(f"--train.kernels true: torch inductor cannot generate CPU kernels here ({why}; it "
+                             "calls $CXX, else g++); use false or auto")
     if speed.resident_gb < 0:
         raise ValueError(f"train.resident_gb must be >= 0, got {speed.resident_gb}")
     if speed.precision == "bf16" and not bf16_supported(device):
@@ -94,10 +103,11 @@ def autocast_dtype(speed: SpeedConfig, device: torch.device) -> torch.dtype | No
 
 
 def compiles(speed: SpeedConfig, device: torch.device) -> bool:
+    """Whether the training step is compiled whole (asked for, or under auto on CUDA)."""
     return speed.compile == "true" or (speed.compile == "auto" and device.type == "cuda")
 
 
-KERNEL_MIN_STEPS = 200  # generating the kernels costs a few seconds a process: about 200 steps' saving
+KERNEL_MIN_STEPS = 200  # generating the kernels costs a few seconds a process on an idle CPU: 200 steps' saving
 
 
 def uses_kernels(speed: SpeedConfig, device: torch.device) -> bool:
@@ -108,10 +118,10 @@ def uses_kernels(speed: SpeedConfig, device: torch.device) -> bool:
     return speed.kernels == "true" or (speed.kernels == "auto" and device.type == "cpu" and kernels_available())
 
 
-def for_run(speed: SpeedConfig, steps_per_epoch: int) -> SpeedConfig:
-    """speed for a run of `steps_per_epoch` steps an epoch: auto kernels off where an epoch is too short to
-    pay for generating them (the tiny runs of tests and smoke checks)."""
-    if speed.kernels == "auto" and steps_per_epoch < KERNEL_MIN_STEPS:
+def for_run(speed: SpeedConfig, planned_steps: int) -> SpeedConfig:
+    """speed for a process that plans `planned_steps` training steps: auto kernels off where that is too few to
+    pay for generating them once (the tiny runs of tests and smoke checks)."""
+    if speed.kernels == "auto" and planned_steps < KERNEL_MIN_STEPS:
         return dataclasses.replace(speed, kernels="false")
     return speed
 
