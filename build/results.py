@@ -65,8 +65,22 @@ def compression_rows(models: Path) -> list[dict]:
     that trains them has finished."""
     from train.results import read_metrics
 
-    return [{"name": d.name, "kind": "compressed", "run_dir": str(d), "metrics": read_metrics(d)}
+    rows = [{"name": d.name, "kind": "compressed", "run_dir": str(d), "metrics": read_metrics(d)}
             for d in _strategy_dirs(models) if (d / "metrics.json").is_file()]
+    for r in rows:
+        first = _filter_phase(r["name"], rows)
+        if first is not None:
+            r["continues"] = {"name": first["name"], "metrics": first["metrics"]}
+    return rows
+
+
+def _filter_phase(name: str, rows: list[dict]) -> dict | None:
+    """The filter-pruning row a hybrid strategy continued from (train.compare runs the hybrid from its final
+    model), so that the hybrid's budget and eq. 3 count both phases, as its eta measured does."""
+    from train.compare import parse_strategy
+
+    strategy, structure = parse_strategy(name)
+    return next((r for r in rows if r["name"] == f"{strategy}-filters"), None) if structure == "hybrid" else None
 
 
 def unfinished_runs(models: Path) -> list[str]:
@@ -95,6 +109,12 @@ def row_figures(row: dict, hw: dict) -> dict:
         "weights_kept": m["weights_kept"], "eta_measured": m["eta_measured"], "eta_eq3": m["eta_eq3_all_rounds"],
         "epochs": m["epochs"], "train_seconds": sum(h["seconds"] for h in m["history"]),
     }
+    if "continues" in row:
+        first = row["continues"]["metrics"]
+        out["continues"] = row["continues"]["name"]
+        out["eta_eq3"] *= first["eta_eq3_all_rounds"]
+        out["epochs"] += first["epochs"]
+        out["train_seconds"] += sum(h["seconds"] for h in first["history"])
     for rate, b in hw.items():
         r = b["resources"]
         out[f"at_{rate}"] = {"LUT": r["LUT"], "DSP": r["DSP"], "BRAM_18K": r["BRAM_18K"],
@@ -135,7 +155,9 @@ def table(rows: list[dict], board: str, rates, unfinished=()) -> str:
                  vs(r, "ladder_lut_at_accuracy", lambda v: f"{v:,.0f}"), str(r["epochs"]),
                  f"{r['train_seconds'] / 60:.0f} min"]
         lines.append("| " + " | ".join(cells) + " |")
-    pending = f"\n\nStill training, not in the table: {', '.join(unfinished)}." if unfinished else ""
+    pending = "".join(f"\n\n{r['name']}: eq. 3, epochs and train time count both phases, {r['continues']} and then "
+                      "unstructured FMP from its model." for r in rows if r.get("continues"))
+    pending += f"\n\nStill training, not in the table: {', '.join(unfinished)}." if unfinished else ""
     return f"FINN estimates on {board} (layers only)\n\n" + "\n".join(lines) + pending
 
 

@@ -99,3 +99,30 @@ def test_a_finished_strategy_is_a_row_while_its_sweep_still_trains_the_next(ship
                                                                                           str(comp / "imp")]
     assert unfinished_runs(models) == ["fmp-filters"]
     assert table([], "ZCU104", RATES, ["fmp-filters"]).endswith("Still training, not in the table: fmp-filters.")
+
+
+def test_a_hybrid_row_counts_its_filter_phase_as_its_eta_measured_does(shipped, tmp_path):
+    """The hybrid trains from filter FMP's final model: its eta measured is against the start's weights, so its
+    eq. 3, epochs and train time must count the filter phase too, and the table says so."""
+    import shutil
+
+    from build.results import compression_rows, row_figures, table
+
+    models = tmp_path / "models"
+    shutil.copytree(shipped, models, ignore=shutil.ignore_patterns("results"))
+    comp = models / "compression"
+    (comp / "compare.json").unlink()
+    for name in ("fmp-filters", "fmp-hybrid"):
+        shutil.copytree(comp / "fmp", comp / name)
+    rows = {r["name"]: r for r in compression_rows(models)}
+    assert "continues" not in rows["fmp"] and "continues" not in rows["fmp-filters"]
+    assert rows["fmp-hybrid"]["continues"]["name"] == "fmp-filters"
+    hw = {240_000: {"resources": {"LUT": 1000, "DSP": 0, "BRAM_18K": 2}, "meets_target": True, "fits": True}}
+    alone, hybrid = row_figures(rows["fmp"], hw), row_figures(rows["fmp-hybrid"], hw)
+    m = rows["fmp"]["metrics"]
+    assert alone["epochs"] == m["epochs"] and hybrid["epochs"] == 2 * m["epochs"]
+    assert hybrid["train_seconds"] == pytest.approx(2 * alone["train_seconds"])
+    assert hybrid["eta_eq3"] == pytest.approx(m["eta_eq3_all_rounds"] ** 2)
+    assert hybrid["eta_measured"] == alone["eta_measured"]
+    assert "fmp-hybrid: eq. 3, epochs and train time count both phases, fmp-filters" in table(
+        [alone, hybrid], "ZCU104", (240_000,))
