@@ -63,24 +63,18 @@ def _strategy_dirs(models: Path) -> list[Path]:
 def compression_rows(models: Path) -> list[dict]:
     """Every finished strategy run of MODELS/compression (its metrics.json written), whether or not the sweep
     that trains them has finished."""
+    from train.compare import continued_from
     from train.results import read_metrics
 
     rows = [{"name": d.name, "kind": "compressed", "run_dir": str(d), "metrics": read_metrics(d)}
             for d in _strategy_dirs(models) if (d / "metrics.json").is_file()]
+    # a hybrid's budget and eq. 3 count the filter run it continued, as its eta measured does
+    by_name = {r["name"]: r for r in rows}
     for r in rows:
-        first = _filter_phase(r["name"], rows)
+        first = continued_from(r["name"], list(by_name))
         if first is not None:
-            r["continues"] = {"name": first["name"], "metrics": first["metrics"]}
+            r["continues"] = {"name": first, "metrics": by_name[first]["metrics"]}
     return rows
-
-
-def _filter_phase(name: str, rows: list[dict]) -> dict | None:
-    """The filter-pruning row a hybrid strategy continued from (train.compare runs the hybrid from its final
-    model), so that the hybrid's budget and eq. 3 count both phases, as its eta measured does."""
-    from train.compare import parse_strategy
-
-    strategy, structure = parse_strategy(name)
-    return next((r for r in rows if r["name"] == f"{strategy}-filters"), None) if structure == "hybrid" else None
 
 
 def unfinished_runs(models: Path) -> list[str]:
