@@ -1,7 +1,9 @@
 """A torchrun-style worker for tests/test_distributed.py (gloo, CPU): rank r holds half of one batch.
 
 `bn`: GlobalBatchNorm1d on each half against one BatchNorm1d on the whole batch (outputs, input and
-parameter gradients, running statistics). `masks`: the masks' digest check with rank 1's mask changed.
+parameter gradients, running statistics). `step MODEL DATA OUT`: a saved model's training steps on each rank's
+rows of the file's first global batches (DistributedDataParallel over GlobalBatchNorm) against one process on the
+whole batches, and against DDP with each rank's own BatchNorm statistics (what the check must tell apart). `masks`: the masks' digest check with rank 1's mask changed.
 `job ARGS...`: `python -m train ARGS` in this process, then whether a process group is still up."""
 import json
 import os
@@ -53,6 +55,72 @@ def bn(out: str) -> None:
             json.dump(err, f)
 
 
+def step(model_pt: str, data: str, out: str) -> None:
+    """Losses, logits, parameter gradients and BatchNorm running statistics of a fp32 unfused step (the fused
+    step's pool-before-quantise breaks exact ties by rounding), the second step taken from each side's own first."""
+    import numpy as np
+    import torch.nn.functional as F
+
+    from radioml.batches import iter_batches, iter_rank_batches
+    from radioml.dataset import RadioMLFile
+    from train.saved_model import load_model
+    from train.speed import SpeedConfig, training_forward
+    from train.sync_bn import sync_batchnorm
+
+    rank, world = dist.get_rank(), dist.get_world_size()
+    ds = RadioMLFile(data)
+    frames = ds.split(None, 0.3).train
+    order = dict(shuffle=True, seed=0, epoch=0)
+    whole = [b for _, b in zip(range(2), iter_batches(ds, frames, 128, **order))]
+    mine = [b for _, b in zip(range(2), iter_rank_batches(ds, frames, 128, rank, world, **order))]
+    speed = SpeedConfig(precision="fp32", fused=False)
+
+    def steps(model, batches, ddp: bool) -> list[dict]:
+        net = nn.parallel.DistributedDataParallel(training_forward(model, speed)) if ddp else model
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        model.train()
+        rec = []
+        for b in batches:
+            opt.zero_grad(set_to_none=True)
+            logits = net(torch.from_numpy(b.x))
+            loss = F.cross_entropy(logits, torch.from_numpy(b.y))
+            loss.backward()
+            if ddp:  # the global batch's loss and logits in its row order, as one process sees them
+                parts = [None] * world
+                dist.all_gather_object(parts, (loss.detach(), logits.detach()))
+                loss = sum(p[0] for p in parts) / world
+                logits = torch.empty(len(b.y) * world, logits.shape[1])
+                for r, p in enumerate(parts):
+                    logits[r::world] = p[1]
+            rec.append({"loss": loss.detach(), "logits": logits.detach(),
+                        "grads": {n: q.grad.clone() for n, q in model.named_parameters() if q.grad is not None},
+                        "stats": {n: v.clone() for n, v in model.named_buffers() if n.endswith(("running_mean",
+                                                                                                 "running_var"))}})
+            opt.step()
+        return rec
+
+    one = steps(load_model(model_pt)[0], whole, ddp=False)
+    synced = load_model(model_pt)[0]
+    assert sync_batchnorm(synced) > 0
+    result = {"global": steps(synced, mine, ddp=True), "local": steps(load_model(model_pt)[0], mine, ddp=True)}
+    if rank != 0:
+        return
+
+    def rel(a: torch.Tensor, b: torch.Tensor) -> float:  # max error against the reference's largest value
+        return float((a - b).abs().max() / b.abs().max().clamp_min(1e-12))
+
+    errs = {}
+    for name, rec in result.items():
+        errs[name] = [{"loss": rel(r["loss"], o["loss"]), "logits": rel(r["logits"], o["logits"]),
+                       "grads": max(rel(r["grads"][k], o["grads"][k]) for k in o["grads"]),
+                       "stats": max(rel(r["stats"][k], o["stats"][k]) for k in o["stats"]),
+                       "n_grads": len(r["grads"]), "n_stats": len(r["stats"])} for r, o in zip(rec, one)]
+    errs["n_grads"] = len(one[0]["grads"])
+    errs["rows"] = int(np.sum([len(b.y) for b in mine]))
+    with open(out, "w") as f:
+        json.dump(errs, f)
+
+
 def masks(out: str) -> None:
     from train.loop import Dist, assert_same_masks
     from train.masks import init_masks
@@ -89,5 +157,5 @@ if __name__ == "__main__":
     from train.process_group import end_process_group
 
     dist.init_process_group("gloo")
-    {"bn": bn, "masks": masks}[sys.argv[1]](sys.argv[2])
+    {"bn": bn, "masks": masks, "step": step}[sys.argv[1]](*sys.argv[2:])
     end_process_group()

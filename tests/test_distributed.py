@@ -52,7 +52,9 @@ def test_a_torchrun_training_job_ends_its_process_group_on_every_rank(tmp_path, 
     assert (tmp_path / "run" / "model.pt").exists()
 
 
-FMP = ["--train.fused", "false", "--prune.strategy", "fmp", "--prune.floor", "0", "--prune.max_rounds", "3",
+# fp32 steps without the fused forward: the runs this file compares step for step
+EXACT = ["--train.fused", "false", "--train.precision", "fp32"]
+FMP = [*EXACT, "--prune.strategy", "fmp", "--prune.floor", "0", "--prune.max_rounds", "3",
        "--optim.epochs_per_round", "1", "--prune.cost_every_round", "false"]
 
 
@@ -98,51 +100,81 @@ def _kill_rank_at_epoch(proc, checkpoint, rank: int, epoch: int, timeout: float 
     raise AssertionError(f"rank {rank} was not caught after epoch {epoch} (launcher exit {proc.poll()})")
 
 
+def test_a_training_step_on_two_ranks_is_one_process_step_on_the_whole_global_batch(tmp_path, tiny_file):
+    """Two steps of a trained model (its quantisers past their statistics phase) with DistributedDataParallel and
+    --sync_bn's GlobalBatchNorm, each rank on its rows of the file's global batches of 128: the logits, losses,
+    parameter gradients and running statistics of one process on the whole batches, to float32 rounding; with each
+    rank's own BatchNorm statistics instead they are far off (the check tells the two apart)."""
+    start = tmp_path / "start"
+    run_train(tmp_path, start, tiny_file, "--prune.strategy", "none", "--optim.epochs_per_round", "1")
+    out = tmp_path / "step.json"
+    r = _torchrun("tests/ddp_sync_worker.py", "step", str(start / "model.pt"), str(tiny_file), str(out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    err = json.loads(out.read_text())
+    assert err["rows"] == 128 and err["n_grads"] > 20  # rank 0: half of each of two batches; every layer's grads
+    for e in err["global"]:
+        assert e["n_grads"] == err["n_grads"] and e["n_stats"] > 8, e
+        assert e["logits"] < 1e-5 and e["loss"] < 1e-5 and e["stats"] < 1e-5 and e["grads"] < 1e-3, e
+    for e in err["local"]:
+        assert e["logits"] > 0.05 and e["grads"] > 0.05, e
+
+
+HISTORY = ("action", "kept_fraction", "train_loss", "feedback_loss", "feedback_accuracy")
+
+
 @pytest.mark.slow
-def test_two_ranks_with_global_batchnorm_train_and_prune_as_one_process_at_the_same_global_batch(tmp_path, tiny_file):
-    """Global batch 128 (SMALL) split over 2 gloo ranks with --sync_bn: the losses and feedback accuracies of one
-    process at batch 128, the same pruning decisions and the same masks (1,248 training frames: every shard even).
-    Both without the fused step's pool-before-quantise: it sends a gradient to the larger raw value of a pair, so
-    floating-point-level differences of the BatchNorm sums move it between exactly tied values. The 2-rank job
+def test_two_ranks_with_global_batchnorm_prune_as_one_process_and_resume_a_killed_rank_to_the_same_run(tmp_path,
+                                                                                                       tiny_file):
+    """Global batch 128 (SMALL) over 2 gloo ranks with --sync_bn against one process at batch 128 (1,248 training
+    frames: every shard even): the same pruning decisions, losses within 2% (4-bit quantisers turn float32 rounding
+    of the gradient sums into trajectories as far apart as two equally valid runs: on a 2-core AVX-512 CPU one
+    process at 1 and at 2 threads differ by 0.3% after 2 epochs, the 2-rank run by up to 0.5% in 4; the step
+    itself is tested above). The 2-rank job
     loses rank 1 to a SIGKILL after its first epoch: torchrun stops the job with an error, and the same command
-    resumes it from rank 0's checkpoint to the one-process result."""
+    resumes it from rank 0's checkpoint to the uninterrupted 2-rank run, bit for bit."""
     import torch
 
     start = tmp_path / "start"
     run_train(tmp_path, start, tiny_file, "--prune.strategy", "none", "--optim.epochs_per_round", "1")
-    one, two = tmp_path / "one", tmp_path / "two"
+    one, two, whole = tmp_path / "one", tmp_path / "two", tmp_path / "whole"
     run_train(tmp_path, one, tiny_file, "--init_from", str(start / "model.pt"), *FMP)
-    args = ("-m", "train", "--data.path", str(tiny_file), "--run_dir", str(two), *SMALL, "--init_from",
-            str(start / "model.pt"), *FMP, "--sync_bn", "true")
-    job = _torchrun(*args, wait=False)
+
+    def args(run):
+        return ("-m", "train", "--data.path", str(tiny_file), "--run_dir", str(run), *SMALL, "--init_from",
+                str(start / "model.pt"), *FMP, "--sync_bn", "true")
+
+    r = _torchrun(*args(whole), timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    job = _torchrun(*args(two), wait=False)
     _kill_rank_at_epoch(job, two / "checkpoint.pt", rank=1, epoch=1)
     _, err = job.communicate(timeout=300)
     assert job.returncode != 0 and "FAILED" in err and not (two / "metrics.json").exists(), err[-3000:]
-    r = _torchrun(*args, timeout=600)
+    r = _torchrun(*args(two), timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "resumed" in (two / "train.log").read_text()
-    ha = json.loads((one / "metrics.json").read_text())["history"]
-    hb = json.loads((two / "metrics.json").read_text())["history"]
-    assert [h["action"] for h in ha] == [h["action"] for h in hb] and len(ha) == 4
-    assert [h["kept_fraction"] for h in ha] == [h["kept_fraction"] for h in hb]
-    for a, b in zip(ha[1:], hb[1:]):
-        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4)
-        assert b["feedback_loss"] == pytest.approx(a["feedback_loss"], rel=1e-4)
-        assert abs(b["feedback_accuracy"] - a["feedback_accuracy"]) <= 2 / 624
-    ma = torch.load(one / "model.pt", weights_only=True)["model"]
-    mb = torch.load(two / "model.pt", weights_only=True)["model"]
-    pruned = [k for k, v in ma.items() if k.endswith(".weight") and v.dim() > 1 and bool((v == 0).any())]
-    assert pruned and all(torch.equal(ma[k] == 0, mb[k] == 0) for k in pruned)
+    assert "resumed" in (two / "train.log").read_text() and "resumed" not in (whole / "train.log").read_text()
+
+    def history(run):
+        return [{k: h[k] for k in HISTORY} for h in json.loads((run / "metrics.json").read_text())["history"]]
+
+    assert history(two) == history(whole) and len(history(two)) == 4
+    mb, mw = (torch.load(run / "model.pt", weights_only=True)["model"] for run in (two, whole))
+    assert mb.keys() == mw.keys() and all(torch.equal(mb[k], mw[k]) for k in mb)
+    ha = history(one)
+    assert [(h["action"], h["kept_fraction"]) for h in ha] == [(h["action"], h["kept_fraction"]) for h in history(two)]
+    for a, b in zip(ha, history(two)):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=2e-2)
+        assert b["feedback_loss"] == pytest.approx(a["feedback_loss"], rel=2e-2)
 
 
 @pytest.mark.slow
 def test_a_compare_sweep_under_torchrun_trains_on_both_ranks_and_prunes_as_one_process(tmp_path, tiny_file):
-    """`torchrun -m train.compare`: one process group for all the sweep's runs, rank 0 the only writer of the
-    table; the same pruning decisions and weights kept as the serial sweep (same global batch, --sync_bn)."""
+    """`torchrun -m train.compare`: one process group for all the sweep's runs (each trained on 2 ranks), rank 0
+    the only writer of the table; the same pruning decisions and weights kept as the serial sweep (same global
+    batch, --sync_bn), the accuracies as near as two equally valid runs' (see the test above)."""
     start = tmp_path / "start"
     run_train(tmp_path, start, tiny_file, "--prune.strategy", "none", "--optim.epochs_per_round", "1")
     sweep = ["--data.path", str(tiny_file), *SMALL, "--init_from", str(start / "model.pt"), "--pretrain-epochs", "0",
-             "--strategies", "imp,fmp", "--floor-relative", "0.5", "--train.fused", "false", "--sync_bn", "true",
+             "--strategies", "imp,fmp", "--floor-relative", "0.5", *EXACT, "--sync_bn", "true",
              "--optim.epochs_per_round", "1", "--prune.max_rounds", "2", "--prune.cost_every_round", "false"]
     one = subprocess.run([sys.executable, "-m", "train.compare", "--out", str(tmp_path / "one"), *sweep],
                          env={**os.environ, "PYTHONPATH": os.getcwd()}, capture_output=True, text=True, timeout=600)
@@ -156,7 +188,9 @@ def test_a_compare_sweep_under_torchrun_trains_on_both_ranks_and_prunes_as_one_p
     for a, b in zip(ra, rb):
         assert (a["eta_measured"], a["steps_kept"], a["met_floor"]) == (b["eta_measured"], b["steps_kept"],
                                                                         b["met_floor"]), (a, b)
-        assert abs(a["accuracy"] - b["accuracy"]) <= 3 / 1000, (a, b)
+        assert abs(a["accuracy"] - b["accuracy"]) <= 0.03, (a, b)
+    for run in ("imp", "fmp"):
+        assert "world 2;" in (tmp_path / "two" / run / "train.log").read_text()
     r = _torchrun("-m", "train.compare", "--out", str(tmp_path / "ray"), *sweep, "--executor", "ray")
     assert r.returncode != 0 and "error: --executor ray under torchrun" in r.stderr
 
