@@ -149,10 +149,10 @@ def table(rows: list[dict], board: str, rates, unfinished=()) -> str:
                  vs(r, "ladder_lut_at_accuracy", lambda v: f"{v:,.0f}"), str(r["epochs"]),
                  f"{r['train_seconds'] / 60:.0f} min"]
         lines.append("| " + " | ".join(cells) + " |")
-    pending = "".join(f"\n\n{r['name']}: eq. 3, epochs and train time count both phases, {r['continues']} and then "
+    notes = "".join(f"\n\n{r['name']}: eq. 3, epochs and train time count both phases, {r['continues']} and then "
                       "unstructured FMP from its model." for r in rows if r.get("continues"))
-    pending += f"\n\nStill training, not in the table: {', '.join(unfinished)}." if unfinished else ""
-    return f"FINN estimates on {board} (layers only)\n\n" + "\n".join(lines) + pending
+    notes += f"\n\nStill training, not in the table: {', '.join(unfinished)}." if unfinished else ""
+    return f"FINN estimates on {board} (layers only)\n\n" + "\n".join(lines) + notes
 
 
 def plot(rows: list[dict], path: Path, x: str, xlabel: str, log_x: bool = False, rate: int | None = None) -> None:

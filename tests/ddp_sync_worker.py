@@ -3,7 +3,8 @@
 `bn`: GlobalBatchNorm1d on each half against one BatchNorm1d on the whole batch (outputs, input and
 parameter gradients, running statistics). `step MODEL DATA OUT`: a saved model's training steps on each rank's
 rows of the file's first global batches (DistributedDataParallel over GlobalBatchNorm) against one process on the
-whole batches, and against DDP with each rank's own BatchNorm statistics (what the check must tell apart). `masks`: the masks' digest check with rank 1's mask changed.
+whole batches, and against DDP with each rank's own BatchNorm statistics (what the check must tell apart).
+`masks`: the masks' digest check with rank 1's mask changed.
 `job ARGS...`: `python -m train ARGS` in this process, then whether a process group is still up."""
 import json
 import os
@@ -58,7 +59,6 @@ def bn(out: str) -> None:
 def step(model_pt: str, data: str, out: str) -> None:
     """Losses, logits, parameter gradients and BatchNorm running statistics of a fp32 unfused step (the fused
     step's pool-before-quantise breaks exact ties by rounding), the second step taken from each side's own first."""
-    import numpy as np
     import torch.nn.functional as F
 
     from radioml.batches import iter_batches, iter_rank_batches
@@ -116,7 +116,7 @@ def step(model_pt: str, data: str, out: str) -> None:
                        "stats": max(rel(r["stats"][k], o["stats"][k]) for k in o["stats"]),
                        "n_grads": len(r["grads"]), "n_stats": len(r["stats"])} for r, o in zip(rec, one)]
     errs["n_grads"] = len(one[0]["grads"])
-    errs["rows"] = int(np.sum([len(b.y) for b in mine]))
+    errs["rows"] = sum(len(b.y) for b in mine)
     with open(out, "w") as f:
         json.dump(errs, f)
 

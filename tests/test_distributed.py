@@ -52,6 +52,14 @@ def test_a_torchrun_training_job_ends_its_process_group_on_every_rank(tmp_path, 
     assert (tmp_path / "run" / "model.pt").exists()
 
 
+@pytest.fixture(scope="module")
+def start_model(tmp_path_factory, tiny_file):
+    """A dense model trained one epoch in one process: its quantisers past their statistics phase."""
+    start = tmp_path_factory.mktemp("start")
+    run_train(start, start, tiny_file, "--prune.strategy", "none", "--optim.epochs_per_round", "1")
+    return start / "model.pt"
+
+
 # fp32 steps without the fused forward: the runs this file compares step for step
 EXACT = ["--train.fused", "false", "--train.precision", "fp32"]
 FMP = [*EXACT, "--prune.strategy", "fmp", "--prune.floor", "0", "--prune.max_rounds", "3",
@@ -100,15 +108,13 @@ def _kill_rank_at_epoch(proc, checkpoint, rank: int, epoch: int, timeout: float 
     raise AssertionError(f"rank {rank} was not caught after epoch {epoch} (launcher exit {proc.poll()})")
 
 
-def test_a_training_step_on_two_ranks_is_one_process_step_on_the_whole_global_batch(tmp_path, tiny_file):
+def test_a_training_step_on_two_ranks_is_one_process_step_on_the_whole_global_batch(tmp_path, tiny_file, start_model):
     """Two steps of a trained model (its quantisers past their statistics phase) with DistributedDataParallel and
     --sync_bn's GlobalBatchNorm, each rank on its rows of the file's global batches of 128: the logits, losses,
     parameter gradients and running statistics of one process on the whole batches, to float32 rounding; with each
     rank's own BatchNorm statistics instead they are far off (the check tells the two apart)."""
-    start = tmp_path / "start"
-    run_train(tmp_path, start, tiny_file, "--prune.strategy", "none", "--optim.epochs_per_round", "1")
     out = tmp_path / "step.json"
-    r = _torchrun("tests/ddp_sync_worker.py", "step", str(start / "model.pt"), str(tiny_file), str(out))
+    r = _torchrun("tests/ddp_sync_worker.py", "step", str(start_model), str(tiny_file), str(out))
     assert r.returncode == 0, r.stderr[-3000:]
     err = json.loads(out.read_text())
     assert err["rows"] == 128 and err["n_grads"] > 20  # rank 0: half of each of two batches; every layer's grads
@@ -123,25 +129,23 @@ HISTORY = ("action", "kept_fraction", "train_loss", "feedback_loss", "feedback_a
 
 
 @pytest.mark.slow
-def test_two_ranks_with_global_batchnorm_prune_as_one_process_and_resume_a_killed_rank_to_the_same_run(tmp_path,
-                                                                                                       tiny_file):
+def test_two_ranks_with_global_batchnorm_prune_as_one_process_and_resume_a_killed_rank_to_the_same_run(
+        tmp_path, tiny_file, start_model):
     """Global batch 128 (SMALL) over 2 gloo ranks with --sync_bn against one process at batch 128 (1,248 training
     frames: every shard even): the same pruning decisions, losses within 2% (4-bit quantisers turn float32 rounding
     of the gradient sums into trajectories as far apart as two equally valid runs: on a 2-core AVX-512 CPU one
     process at 1 and at 2 threads differ by 0.3% after 2 epochs, the 2-rank run by up to 0.5% in 4; the step
-    itself is tested above). The 2-rank job
-    loses rank 1 to a SIGKILL after its first epoch: torchrun stops the job with an error, and the same command
-    resumes it from rank 0's checkpoint to the uninterrupted 2-rank run, bit for bit."""
+    itself is tested above). The 2-rank job loses rank 1 to a SIGKILL after its first epoch: torchrun stops the
+    job with an error, and the same command resumes it from rank 0's checkpoint to the uninterrupted 2-rank run,
+    bit for bit."""
     import torch
 
-    start = tmp_path / "start"
-    run_train(tmp_path, start, tiny_file, "--prune.strategy", "none", "--optim.epochs_per_round", "1")
     one, two, whole = tmp_path / "one", tmp_path / "two", tmp_path / "whole"
-    run_train(tmp_path, one, tiny_file, "--init_from", str(start / "model.pt"), *FMP)
+    run_train(tmp_path, one, tiny_file, "--init_from", str(start_model), *FMP)
 
     def args(run):
         return ("-m", "train", "--data.path", str(tiny_file), "--run_dir", str(run), *SMALL, "--init_from",
-                str(start / "model.pt"), *FMP, "--sync_bn", "true")
+                str(start_model), *FMP, "--sync_bn", "true")
 
     r = _torchrun(*args(whole), timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -167,13 +171,12 @@ def test_two_ranks_with_global_batchnorm_prune_as_one_process_and_resume_a_kille
 
 
 @pytest.mark.slow
-def test_a_compare_sweep_under_torchrun_trains_on_both_ranks_and_prunes_as_one_process(tmp_path, tiny_file):
+def test_a_compare_sweep_under_torchrun_trains_on_both_ranks_and_prunes_as_one_process(tmp_path, tiny_file,
+                                                                                       start_model):
     """`torchrun -m train.compare`: one process group for all the sweep's runs (each trained on 2 ranks), rank 0
     the only writer of the table; the same pruning decisions and weights kept as the serial sweep (same global
     batch, --sync_bn), the accuracies as near as two equally valid runs' (see the test above)."""
-    start = tmp_path / "start"
-    run_train(tmp_path, start, tiny_file, "--prune.strategy", "none", "--optim.epochs_per_round", "1")
-    sweep = ["--data.path", str(tiny_file), *SMALL, "--init_from", str(start / "model.pt"), "--pretrain-epochs", "0",
+    sweep = ["--data.path", str(tiny_file), *SMALL, "--init_from", str(start_model), "--pretrain-epochs", "0",
              "--strategies", "imp,fmp", "--floor-relative", "0.5", *EXACT, "--sync_bn", "true",
              "--optim.epochs_per_round", "1", "--prune.max_rounds", "2", "--prune.cost_every_round", "false"]
     one = subprocess.run([sys.executable, "-m", "train.compare", "--out", str(tmp_path / "one"), *sweep],
